@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create .venv/ in the repository root; torch is installed first from TORCH_SPEC
+# (the CPU wheel on these machines by default), then the package with its dev extras.
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.grepsnet-installed
+
+.PHONY: venv test test-all demo lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check grepsnet_sciml datasets solvers tests examples benchmarks
+
+test: venv lint
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+demo: venv
+	OMP_NUM_THREADS=1 $(BIN)/grepsnet demo
+
+bench: venv
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/synthetic.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info runs
