@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.grepsnet-installed
 
-.PHONY: venv test test-all demo lint bench clean
+.PHONY: venv test test-slow demo lint bench clean
 
 venv: $(STAMP)
 
@@ -22,7 +22,10 @@ lint: venv
 	$(BIN)/ruff check grepsnet_sciml datasets solvers tests examples benchmarks
 
 test: venv lint
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: venv
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m slow
 
 demo: venv
 	OMP_NUM_THREADS=1 $(BIN)/grepsnet demo

@@ -83,7 +83,7 @@ class Group:
         """Raise ``ValueError`` unless the group can act on a grid of this spatial shape."""
         raise ValueError(
             f"{argument}: the group {self!r} does not act on grids; "
-            "use a planar finite group such as C4() or D4()"
+            "expected a planar finite group such as C4() or D4()"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -376,10 +376,26 @@ class Permutation(FiniteGroup):
                     f"n: listing all {math.factorial(self.n)} permutations is too many"
                 )
             eye = torch.eye(self.n, dtype=torch.float64)
-            perms = list(itertools.permutations(range(self.n)))
-            self._elements = torch.stack([eye[list(p)] for p in perms])
-            self._table = self._multiplication_table()
+            self._perms = torch.tensor(list(itertools.permutations(range(self.n))))
+            self._elements = eye[self._perms]
         return self._elements.clone()
+
+    @property
+    def _table(self) -> torch.Tensor:
+        # built on first use from index composition (p_ab = p_b[p_a]): the generic matrix
+        # comparison needs |G|^3 d^2 memory
+        if getattr(self, "_table_cache", None) is None:
+            self.elements()
+            perms = self._perms
+            weights = self.n ** torch.arange(self.n - 1, -1, -1)
+            lookup = torch.zeros(self.n**self.n, dtype=torch.long)
+            lookup[(perms * weights).sum(1)] = torch.arange(len(perms))
+            # code(p_b[p_a]) = sum_i w_i p_b[p_a[i]] = sum_j p_b[j] v_a[j], v_a[p_a[i]] = w_i
+            v = torch.zeros(len(perms), self.n, dtype=torch.long)
+            v.scatter_(1, perms, weights.expand(len(perms), -1).contiguous())
+            codes = v.double() @ perms.double().T  # [a, b], exact integers
+            self._table_cache = lookup[codes.round().long()]
+        return self._table_cache
 
     @property
     def order(self) -> int:

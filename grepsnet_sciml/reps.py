@@ -124,8 +124,15 @@ class Reps:
             terms = spec._terms
         elif isinstance(spec, str):
             terms = _parse(spec)
-        else:
+        elif isinstance(spec, (list, tuple)) and all(
+            isinstance(t, (list, tuple)) and len(t) == 2 for t in spec
+        ):
             terms = tuple((int(m), str(k)) for m, k in spec)
+        else:
+            raise ValueError(
+                f"spec: expected a string like '4xT0 + 2xT1' or a list of (mult, kind), "
+                f"got {spec!r}"
+            )
         for mult, kind in terms:
             if kind not in KINDS:
                 raise ValueError(
@@ -148,6 +155,16 @@ class Reps:
 
     def __setattr__(self, name, value):
         raise AttributeError("Reps is immutable")
+
+    def __reduce__(self):
+        # rebuild through the constructor (pickling, copy.deepcopy of modules holding Reps)
+        return (Reps, (list(self._terms), self._group))
+
+    def __copy__(self) -> Reps:
+        return self
+
+    def __deepcopy__(self, memo) -> Reps:
+        return self
 
     # ----- value semantics -------------------------------------------------------------
     @property
@@ -191,7 +208,10 @@ class Reps:
         if not isinstance(other, Reps):
             return NotImplemented
         if other._group != self._group:
-            raise ValueError(f"other: cannot add Reps over {other._group!r} to {self._group!r}")
+            raise ValueError(
+                f"other: cannot add Reps over {other._group!r} to {self._group!r}; "
+                "expected the same group"
+            )
         return Reps(self._terms + other._terms, self._group)
 
     def __mul__(self, k: int) -> Reps:
@@ -280,7 +300,10 @@ class Reps:
         self.check(x, "x", grid=grid)
         if isinstance(g, int):
             if not isinstance(self._group, FiniteGroup):
-                raise ValueError(f"g: element indices need a finite group, not {self._group!r}")
+                raise ValueError(
+                    f"g: element indices need a finite group, not {self._group!r}; "
+                    f"expected a ({self._group.d}, {self._group.d}) matrix"
+                )
             g = self._group.elements()[self._group.index(g)]
         g = torch.as_tensor(g).to(dtype=x.dtype, device=x.device)
         d = self._group.d

@@ -34,6 +34,7 @@ True
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -79,17 +80,21 @@ class EquivarianceReport:
 
     @property
     def max_error(self) -> float:
-        return max((r["error"] for r in self.rows), default=0.0)
+        """Largest error; NaN if any error is NaN (a NaN never hides behind a finite one)."""
+        errors = [r["error"] for r in self.rows]
+        if any(math.isnan(e) for e in errors):
+            return math.nan
+        return max(errors, default=0.0)
 
     @property
     def passed(self) -> bool:
-        return self.max_error <= self.tolerance
+        return all(r["error"] <= self.tolerance for r in self.rows)
 
     def table(self) -> str:
         """A readable table of the errors, one line per element."""
         lines = [f"{'element':>8} {'name':>8} {'det':>4} {'shift':>6} {'perm':>5}  rel. error"]
         for r in self.rows:
-            flag = "" if r["error"] <= self.tolerance else "  <-- FAIL"
+            flag = "" if r["error"] <= self.tolerance else "  <-- FAIL"  # NaN fails too
             lines.append(
                 f"{r['element']:>8} {r['name']:>8} {r['det']:>4.0f} {str(r['translation']):>6} "
                 f"{str(r['permutation']):>5}  {r['error']:.3e}{flag}"

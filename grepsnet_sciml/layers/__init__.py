@@ -1,0 +1,76 @@
+"""Tensor conversions and G-RepsNet layers on typed representations.
+
+- :mod:`~grepsnet_sciml.layers.tensor_ops`: split/join a flat tensor by kind and convert
+  between orders (inner products, traces, outer products, contractions, pooling); its
+  functions are re-exported here.
+- :class:`EquivariantLinear`: all channel-mixing and cross-kind equivariant linear maps.
+- :class:`NormActivation`, :class:`GatedActivation`: equivariant nonlinearities.
+- :class:`EquivariantLayerNorm`: per-sample normalization.
+- :class:`GRepsLayer`, :class:`GRepsMLP`: the G-RepsNet layer and network.
+
+Every layer declares ``rep_in``, ``rep_out`` and ``domain`` (``"point"`` or ``"grid"``)
+for :func:`grepsnet_sciml.testing.assert_equivariant`.
+"""
+
+from . import tensor_ops
+from .grepsnet import GRepsLayer, GRepsMLP
+from .linear import EquivariantLinear, TypedModule
+from .nonlinear import GatedActivation, NormActivation
+from .norm import EquivariantLayerNorm
+from .tensor_ops import (
+    contract,
+    cross_2d,
+    frobenius,
+    frobenius_sq,
+    gate,
+    gram,
+    hodge_2d,
+    inner,
+    join,
+    kind_matrices,
+    levi_civita_2d,
+    norm,
+    outer,
+    part_shape,
+    pseudo_products,
+    regular_broadcast,
+    regular_pool,
+    scalar_to_t2,
+    split,
+    sq_norm,
+    trace,
+    transpose,
+)
+
+__all__ = [
+    "tensor_ops",
+    "TypedModule",
+    "EquivariantLinear",
+    "NormActivation",
+    "GatedActivation",
+    "EquivariantLayerNorm",
+    "GRepsLayer",
+    "GRepsMLP",
+    "split",
+    "join",
+    "part_shape",
+    "inner",
+    "gram",
+    "sq_norm",
+    "norm",
+    "trace",
+    "frobenius_sq",
+    "frobenius",
+    "gate",
+    "outer",
+    "scalar_to_t2",
+    "contract",
+    "transpose",
+    "pseudo_products",
+    "regular_pool",
+    "regular_broadcast",
+    "cross_2d",
+    "levi_civita_2d",
+    "hodge_2d",
+    "kind_matrices",
+]

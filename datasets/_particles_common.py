@@ -1,0 +1,141 @@
+"""Pieces shared by the charged-particle integrators: pair bookkeeping, blow-up checks, chunking.
+
+Internal layout
+---------------
+The integrators keep the state of ``B`` trajectories of ``n`` particles as arrays of shape
+``(n, 3, B)`` (particle, coordinate, trajectory): every per-particle or per-pair slice is then
+a contiguous block over trajectories, so each numpy call works on all trajectories at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["BlowUpError", "Pairs", "check_finite", "run_chunks"]
+
+
+class BlowUpError(FloatingPointError):
+    """A trajectory became NaN or infinite; the message names the sample and the time."""
+
+
+class Pairs:
+    """The unordered particle pairs ``i < j`` of ``n`` particles and how forces sum over them.
+
+    Parameters
+    ----------
+    n : int
+        Number of particles.
+
+    Attributes
+    ----------
+    i, j : numpy.ndarray
+        ``(P,)`` int, ``P = n (n - 1) / 2``, pairs in ``numpy.triu_indices(n, 1)`` order.
+    rows : list of list of (int, bool)
+        For particle ``i``, the pairs ``(p, sign)`` with partners ``j = 0 .. n-1, j != i`` in
+        increasing ``j``; ``sign`` is True when ``i`` is the pair's first particle (term
+        ``+t_p``), False when it is the second (term ``-t_p``).
+    incidence : numpy.ndarray
+        ``(n, P)`` float64 with ``+1`` at ``(i_p, p)`` and ``-1`` at ``(j_p, p)``, so that
+        ``F_i = sum_p incidence[i, p] t_p`` for antisymmetric pair terms ``t_ji = -t_ij``.
+    """
+
+    def __init__(self, n: int):
+        self.n = n
+        self.i, self.j = np.triu_indices(n, 1)
+        index = {(int(a), int(b)): p for p, (a, b) in enumerate(zip(self.i, self.j))}
+        self.rows = [
+            [(index[(min(a, b), max(a, b))], a < b) for b in range(n) if b != a] for a in range(n)
+        ]
+        self.incidence = np.zeros((n, len(self.i)))
+        self.incidence[self.i, np.arange(len(self.i))] = 1.0
+        self.incidence[self.j, np.arange(len(self.i))] = -1.0
+
+    def sum_in_order(self, terms: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out[i] = sum_j t_ij`` added in the order numpy's ``sum(axis=-1)`` uses on a row.
+
+        ``terms`` is ``(P, 3, B)`` holding ``t_ij`` for the pairs ``i < j``, with
+        ``t_ji = -t_ij`` and ``t_ii = 0``; ``out`` is ``(n, 3, B)``. This reproduces, bit for
+        bit, ``T.sum(axis=-1)`` of the C-contiguous ``(3, n, n)`` term matrix ``T`` of one
+        trajectory: for ``n <= 7`` numpy adds a row left to right,
+        ``(((t_i0 + t_i1) + t_i2) + ...)`` (the zero diagonal term changes nothing), which is
+        done here on all trajectories at once; for larger ``n`` the full matrix is built and
+        summed by numpy itself.
+        """
+        if self.n > 7:
+            full = np.zeros((terms.shape[-1], 3, self.n, self.n))
+            moved = np.moveaxis(terms, 0, -1).transpose(1, 0, 2)  # (B, 3, P)
+            full[:, :, self.i, self.j] = moved
+            full[:, :, self.j, self.i] = -moved
+            out[...] = full.sum(axis=-1).transpose(2, 1, 0)
+            return out
+        for a, row in enumerate(self.rows):
+            acc = out[a]
+            p0, first = row[0]
+            if first:
+                np.copyto(acc, terms[p0])
+            else:
+                np.negative(terms[p0], out=acc)
+            for p, sign in row[1:]:
+                if sign:
+                    np.add(acc, terms[p], out=acc)
+                else:
+                    np.subtract(acc, terms[p], out=acc)
+        return out
+
+
+def check_finite(arrays: tuple[np.ndarray, ...], first_sample: int, time: float) -> None:
+    """Raise :class:`BlowUpError` if any trajectory of the ``(n, 3, B)`` arrays is not finite.
+
+    The message names the first bad trajectory as ``first_sample + b`` and the time ``time``.
+    """
+    bad = np.zeros(arrays[0].shape[-1], dtype=bool)
+    for array in arrays:
+        bad |= ~np.isfinite(array).all(axis=(0, 1))
+    if bad.any():
+        sample = first_sample + int(np.flatnonzero(bad)[0])
+        raise BlowUpError(
+            f"the simulation blew up (NaN/Inf) in sample {sample} at time t = {time:.6g}; "
+            f"{int(bad.sum())} trajectories of this chunk are affected"
+        )
+
+
+def run_chunks(
+    work: Callable[[slice, Callable[[int], None]], None],
+    n_total: int,
+    chunk_size: int,
+    threads: int,
+    progress_total: int,
+    progress: bool,
+    description: str,
+) -> None:
+    """Run ``work(chunk, advance)`` for every chunk of ``range(n_total)``, maybe in threads.
+
+    ``advance(k)`` moves a shared tqdm bar (``progress_total`` units per chunk) by ``k``.
+    numpy releases the GIL in its loops, so ``threads = 2`` uses two cores; the result does
+    not depend on ``threads`` or ``chunk_size`` (every trajectory is computed on its own).
+    """
+    from tqdm.auto import tqdm
+
+    chunks = [slice(a, min(a + chunk_size, n_total)) for a in range(0, n_total, chunk_size)]
+    bar = tqdm(total=progress_total * len(chunks), desc=description, disable=not progress,
+               unit="step")
+    lock = threading.Lock()
+
+    def advance(k: int) -> None:
+        with lock:
+            bar.update(k)
+
+    try:
+        if threads <= 1 or len(chunks) == 1:
+            for chunk in chunks:
+                work(chunk, advance)
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                for future in [pool.submit(work, chunk, advance) for chunk in chunks]:
+                    future.result()
+    finally:
+        bar.close()

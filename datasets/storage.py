@@ -1,0 +1,722 @@
+"""Chunked, atomic, resumable storage of generated datasets, and lazy opening.
+
+A dataset of ``n_samples`` samples is produced chunk by chunk by a callable
+``make_chunk(first_sample, n) -> xarray.Dataset`` (samples ``first_sample .. first_sample + n - 1``
+along the dimension ``sample``) and streamed to disk, so peak memory depends on the chunk size,
+never on ``n_samples``. Chunks may be computed serially or on a dask.distributed cluster; the
+driver process alone writes, each chunk into its own aligned region, so the result is the same
+whatever the order in which chunks finish.
+
+Formats: zarr (chunked along ``sample`` by ``chunk_size``; the default) or netCDF-4 through
+h5netcdf when the path ends in ``.nc``.
+
+Atomicity and resuming
+----------------------
+Nothing appears at ``PATH`` until the dataset is complete. The work happens in the workspace
+``PATH.partial/``::
+
+    manifest.json   the arguments, their fingerprint and the ranges of finished chunks
+    store.zarr      the zarr store being filled, chunk by chunk
+    assembled.nc    (netCDF only) the finished file, streamed from store.zarr at the end
+
+A chunk is recorded in the manifest (written atomically: temp file + ``os.replace``) only after
+its data are written, so a run killed at any moment (SIGKILL included) and started again with
+the same arguments recomputes only the chunks not recorded and ends with the same bytes of
+data as an uninterrupted run. The finished store is moved to ``PATH`` with ``os.replace``;
+an existing ``PATH`` is kept until its replacement is complete. A workspace made with
+different arguments, or a file that is not one of ours, is refused with an error naming it.
+A run that fails before finishing any chunk removes its workspace (it holds nothing).
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> import numpy as np, xarray as xr
+>>> def make_chunk(first, n):
+...     k = np.arange(first, first + n, dtype=float)
+...     return xr.Dataset({"u": (("sample", "x"), k[:, None] * np.ones(3))},
+...                       attrs={"kind": "field", "group": "C4()",
+...                              "representations": '{"u": "T0"}'})
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "demo.zarr"
+>>> path = write_dataset(out, make_chunk, 5, 2, config={"demo": 1}, progress=False)
+>>> ds = open_dataset(path)
+>>> ds.u.chunks[0], float(ds.u.sum())
+((2, 2, 1), 30.0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dask.array
+import numpy as np
+import xarray as xr
+
+from ._files import (
+    atomic_write_text,
+    describe_difference,
+    fingerprint,
+    fsync_dir,
+    jsonable,
+    lock_directory,
+    positive_int,
+    remove,
+)
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SAMPLE_DIM",
+    "local_cluster",
+    "open_dataset",
+    "read_manifest",
+    "storage_format",
+    "validate_dataset",
+    "workspace_of",
+    "write_dataset",
+]
+
+SAMPLE_DIM = "sample"
+MANIFEST_NAME = "manifest.json"
+_MANIFEST_KIND = "grepsnet-sciml partial dataset"
+_MANIFEST_VERSION = 1
+_STORE_NAME = "store.zarr"
+_ASSEMBLED_NAME = "assembled.nc"
+_REPLACED_NAME = "replaced"
+_DATASET_KINDS = ("field", "particles")
+# Time-like coordinates (e.g. ``time`` with units "s") stay plain floats on reading.
+_OPEN_OPTIONS = {"decode_times": False, "decode_timedelta": False}
+
+
+def storage_format(path: str | os.PathLike) -> str:
+    """``"netcdf"`` when ``path`` ends in ``.nc``, otherwise ``"zarr"``."""
+    return "netcdf" if Path(path).suffix == ".nc" else "zarr"
+
+
+def workspace_of(path: str | os.PathLike) -> Path:
+    """The workspace ``PATH.partial`` in which ``path`` is built."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def write_dataset(
+    path: str | os.PathLike,
+    make_chunk: Callable[[int, int], xr.Dataset],
+    n_samples: int,
+    chunk_size: int,
+    *,
+    config: Mapping[str, Any],
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    processes: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Generate a dataset chunk by chunk and store it atomically and resumably.
+
+    Chunk ``c`` holds samples ``c * chunk_size .. min((c + 1) * chunk_size, n_samples) - 1``
+    and is computed as ``make_chunk(c * chunk_size, n)``. Variables with a ``sample``
+    dimension are written chunk by chunk; everything else (coordinates such as ``x`` or
+    ``time``, sample-independent variables, the dataset's attrs) comes from chunk 0.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output: a zarr directory, or a netCDF-4 file when it ends in ``.nc``.
+    make_chunk : callable
+        ``make_chunk(first_sample, n) -> xarray.Dataset`` with a ``sample`` dimension of
+        length ``n``; the same arguments must always give the same data. It must be picklable
+        when ``workers`` or ``scheduler`` is given.
+    n_samples : int
+        Number of samples, positive.
+    chunk_size : int
+        Samples per chunk (and per zarr/netCDF chunk along ``sample``), positive; values above
+        ``n_samples`` are reduced to ``n_samples``.
+    config : mapping
+        JSON-serialisable description of what ``make_chunk`` computes (generator, preset,
+        seed, ...). Its fingerprint, with ``n_samples``, ``chunk_size`` and the format, decides
+        whether an existing workspace may be resumed.
+    overwrite : bool
+        Replace an existing ``path`` (only once the new dataset is complete), and discard a
+        workspace made with other arguments. Without it both are refused.
+    workers : int, optional
+        Compute chunks on a dask.distributed ``LocalCluster`` of this many single-threaded
+        workers listening on 127.0.0.1 only.
+    scheduler : str, optional
+        Address of an existing dask.distributed scheduler to compute chunks on (the workers
+        need ``make_chunk``'s code; results come back to this process, which writes them).
+    processes : bool
+        With ``workers``: worker processes (true parallelism) or threads of this process.
+    progress : bool
+        Show a tqdm bar (samples written).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``, holding the complete dataset.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is false.
+    ValueError
+        Bad arguments; a workspace made with other arguments (without ``overwrite``); a
+        workspace or store that is not ours or is corrupt; a chunk of the wrong form.
+    """
+    path = Path(path)
+    n_samples = positive_int(n_samples, "n_samples")
+    chunk_size = min(positive_int(chunk_size, "chunk_size"), n_samples)
+    if not callable(make_chunk):
+        raise ValueError(f"make_chunk: expected a callable (first_sample, n), got {make_chunk!r}")
+    if workers is not None and scheduler is not None:
+        raise ValueError(f"workers={workers!r}, scheduler={scheduler!r}: give at most one of them")
+    if workers is not None:
+        workers = positive_int(workers, "workers")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; choose another output path or pass overwrite=True "
+            "(--overwrite) to replace it"
+        )
+    arguments = {
+        "config": jsonable(config, "config"),
+        "n_samples": n_samples,
+        "chunk_size": chunk_size,
+        "format": storage_format(path),
+    }
+    workspace = _Workspace.open(workspace_of(path), arguments, overwrite)
+    try:
+        todo = workspace.missing_chunks()
+        if todo:
+            _fill(workspace, make_chunk, todo, workers, scheduler, processes, progress, path.name)
+        workspace.finish(path)
+    except BaseException:
+        # A run that fails before finishing any chunk (e.g. a generator argument it rejects)
+        # leaves nothing worth resuming: remove its workspace, so other arguments may follow.
+        if not workspace.manifest["complete"]:
+            shutil.rmtree(workspace.root, ignore_errors=True)
+        raise
+    finally:
+        workspace.release()
+    return path
+
+
+def _fill(workspace, make_chunk, todo, workers, scheduler, processes, progress, label):
+    """Compute the chunks ``todo`` and write each as it arrives."""
+    from contextlib import closing
+
+    from tqdm.auto import tqdm
+
+    n_samples = workspace.arguments["n_samples"]
+    done = n_samples - sum(workspace.bounds(c)[1] for c in todo)
+    waiting: dict[int, xr.Dataset] = {}  # chunks that arrived before chunk 0 set the layout
+    with (
+        tqdm(total=n_samples, initial=done, unit="sample", desc=label, disable=not progress) as bar,
+        closing(_compute(make_chunk, workspace, todo, workers, scheduler, processes)) as results,
+    ):
+        for c, chunk in results:
+            if not workspace.initialised and c != 0:
+                waiting[c] = chunk
+                continue
+            for c_ready, ready in [(c, chunk), *sorted(waiting.items())]:
+                workspace.write_chunk(c_ready, ready)
+                bar.update(workspace.bounds(c_ready)[1])
+            waiting.clear()
+
+
+def _compute(make_chunk, workspace, todo, workers, scheduler, processes) -> Iterator:
+    """Yield ``(chunk index, dataset)`` for each chunk in ``todo``, in completion order."""
+    if workers is None and scheduler is None:
+        for c in todo:
+            yield c, _call_chunk(make_chunk, workspace, c)
+        return
+    from distributed import Client, as_completed
+
+    cluster = local_cluster(workers, processes) if scheduler is None else None
+    client = Client(cluster if cluster is not None else scheduler)
+    try:
+        n_workers = max(1, len(client.scheduler_info()["workers"]))
+        queue = iter(todo)
+        running = as_completed()
+        key = workspace.arguments_fingerprint[:16]
+
+        def submit_next() -> bool:
+            c = next(queue, None)
+            if c is not None:
+                first, n = workspace.bounds(c)
+                running.add(
+                    client.submit(make_chunk, first, n, key=f"grepsnet-{key}-{c}", pure=False)
+                )
+            return c is not None
+
+        # At most two chunks per worker are in flight. Until chunk 0 has laid out the store,
+        # finished chunks wait in memory, so no more are started: memory stays bounded.
+        limit = 2 * n_workers
+        for _ in range(limit):
+            submit_next()
+        for future in running:
+            c = int(future.key.rsplit("-", 1)[1])
+            chunk = future.result()
+            future.release()
+            yield c, chunk
+            if workspace.initialised:
+                while running.count() < limit and submit_next():
+                    pass
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def local_cluster(workers: int, processes: bool = True):
+    """A dask.distributed ``LocalCluster`` of single-threaded workers on 127.0.0.1 only.
+
+    Parameters
+    ----------
+    workers : int
+        Number of workers.
+    processes : bool
+        Worker processes (true parallelism) or threads of this process (cheap to start).
+    """
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=positive_int(workers, "workers"),
+        threads_per_worker=1,
+        processes=processes,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+
+
+def _call_chunk(make_chunk, workspace, c) -> xr.Dataset:
+    first, n = workspace.bounds(c)
+    return make_chunk(first, n)
+
+
+class _Workspace:
+    """The ``PATH.partial`` directory: manifest, lock and the store being filled."""
+
+    def __init__(self, root: Path, manifest: dict, lock_fd: int):
+        self.root = root
+        self.manifest = manifest
+        self._lock_fd = lock_fd
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path, arguments: dict, overwrite: bool) -> _Workspace:
+        digest = fingerprint(arguments)
+        if root.exists():
+            manifest = read_manifest(root)
+            finished = len(_ranges_to_set(manifest["complete"])) == manifest["n_chunks"]
+            if finished and not (root / _STORE_NAME).exists():
+                # left over by a run stopped after moving its dataset out: nothing to resume
+                shutil.rmtree(root)
+            elif manifest["fingerprint"] != digest:
+                if not overwrite:
+                    raise ValueError(
+                        f"{root / MANIFEST_NAME}: unfinished work made with other arguments "
+                        f"({describe_difference(manifest['arguments'], arguments)}); rerun "
+                        "with the original arguments to resume it, or pass overwrite=True "
+                        "(--overwrite) to discard it"
+                    )
+                shutil.rmtree(root)
+        if not root.exists():
+            n_chunks = -(-arguments["n_samples"] // arguments["chunk_size"])
+            manifest = {
+                "kind": _MANIFEST_KIND,
+                "version": _MANIFEST_VERSION,
+                "fingerprint": digest,
+                "arguments": arguments,
+                "n_chunks": n_chunks,
+                "initialised": False,
+                "complete": [],
+            }
+            # Created under a temporary name and renamed, so a workspace always has a manifest.
+            staging = root.with_name(f"{root.name}.{os.getpid()}.tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            atomic_write_text(staging / MANIFEST_NAME, json.dumps(manifest, indent=1))
+            os.replace(staging, root)
+        lock_fd = lock_directory(root)
+        try:
+            manifest = read_manifest(root)
+        except ValueError:
+            os.close(lock_fd)
+            raise
+        return cls(root, manifest, lock_fd)
+
+    def release(self) -> None:
+        os.close(self._lock_fd)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    @property
+    def arguments(self) -> dict:
+        return self.manifest["arguments"]
+
+    @property
+    def arguments_fingerprint(self) -> str:
+        return self.manifest["fingerprint"]
+
+    @property
+    def initialised(self) -> bool:
+        return self.manifest["initialised"]
+
+    @property
+    def store(self) -> Path:
+        return self.root / _STORE_NAME
+
+    def bounds(self, c: int) -> tuple[int, int]:
+        """``(first_sample, n)`` of chunk ``c``."""
+        size = self.arguments["chunk_size"]
+        first = c * size
+        return first, min(size, self.arguments["n_samples"] - first)
+
+    def missing_chunks(self) -> list[int]:
+        done = _ranges_to_set(self.manifest["complete"])
+        return [c for c in range(self.manifest["n_chunks"]) if c not in done]
+
+    def _save(self) -> None:
+        atomic_write_text(self.root / MANIFEST_NAME, json.dumps(self.manifest, indent=1))
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_chunk(self, c: int, chunk: xr.Dataset) -> None:
+        """Write chunk ``c`` into its region (creating the store from chunk 0), then record it."""
+        first, n = self.bounds(c)
+        if not isinstance(chunk, xr.Dataset):
+            raise ValueError(
+                f"make_chunk({first}, {n}): expected an xarray.Dataset, got {type(chunk).__name__}"
+            )
+        if chunk.sizes.get(SAMPLE_DIM) != n:
+            raise ValueError(
+                f"make_chunk({first}, {n}): expected a '{SAMPLE_DIM}' dimension of length {n}, "
+                f"got sizes {dict(chunk.sizes)}"
+            )
+        if SAMPLE_DIM in chunk.indexes and not np.array_equal(
+            chunk[SAMPLE_DIM].values, np.arange(first, first + n)
+        ):
+            raise ValueError(
+                f"make_chunk({first}, {n}): its '{SAMPLE_DIM}' coordinate must be "
+                f"{first} .. {first + n - 1}, got {chunk[SAMPLE_DIM].values[[0, -1]].tolist()}"
+            )
+        chunk = _variable_length_strings(chunk)
+        if not self.initialised:  # _fill hands over chunk 0 first
+            self._create_store(chunk)
+            self.manifest["initialised"] = True
+            self._save()
+        self._check_layout(chunk, first, n)
+        region = chunk.drop_encoding().drop_vars(
+            [name for name, var in chunk.variables.items() if SAMPLE_DIM not in var.dims]
+        )
+        if SAMPLE_DIM in region.indexes:
+            region = region.drop_vars(SAMPLE_DIM)
+        region.attrs = {}
+        try:
+            region.to_zarr(
+                self.store, region={SAMPLE_DIM: slice(first, first + n)}, consolidated=False
+            )
+        except (OSError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{self.store}: cannot write chunk {c} ({err}); the partial store may be "
+                "corrupt: delete it or pass overwrite=True (--overwrite)"
+            ) from err
+        done = _ranges_to_set(self.manifest["complete"]) | {c}
+        self.manifest["complete"] = _set_to_ranges(done)
+        self._save()
+
+    def _create_store(self, chunk: xr.Dataset) -> None:
+        """Lay out the whole store from chunk 0: metadata, coordinates, sample-free data."""
+        n_samples = self.arguments["n_samples"]
+        size = self.arguments["chunk_size"]
+        chunk = chunk.drop_encoding()
+        variables, encoding = {}, {}
+        for name, var in chunk.variables.items():
+            if name == SAMPLE_DIM:
+                var = xr.Variable(SAMPLE_DIM, np.arange(n_samples), var.attrs)
+            elif SAMPLE_DIM in var.dims:
+                shape = tuple(n_samples if d == SAMPLE_DIM else s for d, s in var.sizes.items())
+                chunks = tuple(size if d == SAMPLE_DIM else s for d, s in var.sizes.items())
+                lazy = dask.array.zeros(shape, dtype=var.dtype, chunks=chunks)
+                var = xr.Variable(var.dims, lazy, var.attrs)
+                encoding[name] = {"chunks": chunks}
+            variables[name] = var
+        template = xr.Dataset(
+            {k: v for k, v in variables.items() if k in chunk.data_vars},
+            coords={k: v for k, v in variables.items() if k in chunk.coords},
+            attrs=chunk.attrs,
+        )
+        template.to_zarr(self.store, mode="w", compute=False, consolidated=False, encoding=encoding)
+
+    def _check_layout(self, chunk: xr.Dataset, first: int, n: int) -> None:
+        """Every chunk must have chunk 0's sample variables, dimensions and dtypes."""
+        expected = self._layout()
+        got = {
+            name: (var.dims, _dtype_name(var.dtype), _sample_free_shape(var))
+            for name, var in chunk.variables.items()
+            if SAMPLE_DIM in var.dims and name != SAMPLE_DIM
+        }
+        if got != expected:
+            raise ValueError(
+                f"make_chunk({first}, {n}): its variables {got} differ from those of the "
+                f"store {expected}"
+            )
+
+    def _layout(self) -> dict:
+        if not hasattr(self, "_layout_cache"):
+            try:
+                stored = xr.open_zarr(
+                    self.store,
+                    consolidated=False,
+                    chunks=None,
+                    mask_and_scale=False,
+                    **_OPEN_OPTIONS,
+                )
+            except Exception as err:  # any failure to read the store means it is unusable
+                raise ValueError(
+                    f"{self.store}: the partial store cannot be read ({err}); delete "
+                    f"{self.root} or pass overwrite=True (--overwrite)"
+                ) from err
+            self._layout_cache = {
+                name: (var.dims, _dtype_name(var.dtype), _sample_free_shape(var))
+                for name, var in stored.variables.items()
+                if SAMPLE_DIM in var.dims and name != SAMPLE_DIM
+            }
+            stored.close()
+        return self._layout_cache
+
+    def finish(self, path: Path) -> None:
+        """Move the finished dataset to ``path`` and remove the workspace."""
+        product = self.store
+        if self.arguments["format"] == "netcdf":
+            product = self.root / _ASSEMBLED_NAME
+            if not product.exists():
+                _assemble_netcdf(self.store, product, self.arguments["chunk_size"])
+        if path.exists() or path.is_symlink():
+            replaced = self.root / _REPLACED_NAME
+            if replaced.exists():
+                remove(replaced)
+            os.replace(path, replaced)
+        os.replace(product, path)
+        fsync_dir(path.parent)
+        self._discard()
+
+    def _discard(self) -> None:
+        """Remove the workspace: renamed first, so a half-deleted one is never mistaken."""
+        trash = self.root.with_name(f"{self.root.name}.{os.getpid()}.trash")
+        os.replace(self.root, trash)
+        shutil.rmtree(trash)
+
+
+def _assemble_netcdf(store: Path, target: Path, chunk_size: int) -> None:
+    """Stream the finished zarr ``store`` into the netCDF-4 file ``target`` (atomically)."""
+    ds = xr.open_zarr(store, consolidated=False, chunks={}, **_OPEN_OPTIONS).drop_encoding()
+    encoding = {
+        name: {
+            "chunksizes": tuple(chunk_size if d == SAMPLE_DIM else s for d, s in var.sizes.items())
+        }
+        for name, var in ds.variables.items()
+        if SAMPLE_DIM in var.dims and name != SAMPLE_DIM
+    }
+    tmp = target.with_name(target.name + ".tmp")
+    ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    ds.close()
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+# --------------------------------------------------------------------------------------------
+# the manifest
+
+
+def read_manifest(workspace: str | os.PathLike) -> dict:
+    """Read and check the manifest of a workspace ``PATH.partial``.
+
+    Raises
+    ------
+    ValueError
+        Naming the manifest file, when it is missing, unreadable or not ours.
+    """
+    file = Path(workspace) / MANIFEST_NAME
+    try:
+        manifest = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ValueError(
+            f"{file}: missing, so {workspace} is not a grepsnet-sciml workspace; move or delete it"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{file}: corrupt manifest ({err}); delete {workspace}") from err
+    keys = {"kind", "version", "fingerprint", "arguments", "n_chunks", "initialised", "complete"}
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("kind") != _MANIFEST_KIND
+        or not keys <= manifest.keys()
+    ):
+        raise ValueError(
+            f"{file}: not a grepsnet-sciml manifest (expected a JSON object with kind "
+            f"{_MANIFEST_KIND!r} and keys {sorted(keys)}); move or delete {workspace}"
+        )
+    if manifest["version"] != _MANIFEST_VERSION:
+        raise ValueError(
+            f"{file}: manifest version {manifest['version']!r}, expected {_MANIFEST_VERSION}; "
+            f"delete {workspace} or pass overwrite=True (--overwrite)"
+        )
+    return manifest
+
+
+def _ranges_to_set(ranges: list) -> set[int]:
+    return {c for start, stop in ranges for c in range(start, stop)}
+
+
+def _set_to_ranges(chunks: set[int]) -> list[list[int]]:
+    """``{0, 1, 2, 5}`` -> ``[[0, 3], [5, 6]]`` (half-open ranges)."""
+    ranges: list[list[int]] = []
+    for c in sorted(chunks):
+        if ranges and ranges[-1][1] == c:
+            ranges[-1][1] = c + 1
+        else:
+            ranges.append([c, c + 1])
+    return ranges
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def open_dataset(path: str | os.PathLike, chunks: Mapping | None = None) -> xr.Dataset:
+    """Open a stored dataset lazily (dask-backed) and check that it is one of ours.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A zarr store or netCDF file written by :func:`write_dataset`.
+    chunks : mapping, optional
+        Dask chunks; by default the stored ones (``chunk_size`` samples along ``sample``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Nothing is loaded until asked for, so datasets larger than memory work.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    ValueError
+        ``path`` is unfinished (its workspace exists), unreadable, or lacks the attrs of a
+        grepsnet-sciml dataset (``kind``, ``group``, ``representations``).
+    """
+    path = Path(path)
+    if not path.exists():
+        if workspace_of(path).exists():
+            raise ValueError(
+                f"{path}: generation has not finished (its workspace {workspace_of(path)} "
+                "exists); rerun the same command to complete it"
+            )
+        raise FileNotFoundError(f"{path}: no such dataset")
+    chunks = {} if chunks is None else dict(chunks)
+    try:
+        if path.is_dir():
+            ds = xr.open_zarr(path, consolidated=False, chunks=chunks, **_OPEN_OPTIONS)
+        else:
+            ds = xr.open_dataset(path, engine="h5netcdf", chunks=chunks, **_OPEN_OPTIONS)
+    except Exception as err:  # any failure to read means it is not a store we can use
+        hint = ""
+        if path.is_dir() and any(path.glob("*.zarr")):
+            hint = "; it looks like a directory of splits: use open_splits"
+        raise ValueError(
+            f"{path}: not a readable zarr store or netCDF-4 file ({type(err).__name__}: "
+            f"{err}){hint}"
+        ) from err
+    try:
+        validate_dataset(ds, source=str(path))
+    except ValueError:
+        ds.close()
+        raise
+    return ds
+
+
+def validate_dataset(ds: xr.Dataset, source: str = "dataset") -> None:
+    """Check the attrs every grepsnet-sciml dataset declares.
+
+    ``kind`` is ``"field"`` or ``"particles"``; ``group`` is the repr of a group
+    (:func:`grepsnet_sciml.groups.group_from_string`); ``representations`` is a JSON object
+    mapping variable names (at least one of them a variable of ``ds``; the others are
+    optional variables not stored) to representation kinds of that group.
+
+    Raises
+    ------
+    ValueError
+        Naming ``source``, the attribute and what was expected.
+    """
+    from grepsnet_sciml.groups import group_from_string
+    from grepsnet_sciml.reps import Reps
+
+    missing = [a for a in ("kind", "group", "representations") if a not in ds.attrs]
+    if missing:
+        raise ValueError(
+            f"{source}: not a grepsnet-sciml dataset: attrs {missing} missing (expected "
+            "'kind', 'group' and 'representations', as written by grepsnet_sciml.datasets)"
+        )
+    if ds.attrs["kind"] not in _DATASET_KINDS:
+        raise ValueError(
+            f"{source}: attrs['kind'] = {ds.attrs['kind']!r}, expected one of {_DATASET_KINDS}"
+        )
+    try:
+        group = group_from_string(str(ds.attrs["group"]))
+    except ValueError as err:
+        raise ValueError(f"{source}: attrs['group'] = {ds.attrs['group']!r}: {err}") from err
+    try:
+        reps = json.loads(ds.attrs["representations"])
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{source}: attrs['representations'] = {ds.attrs['representations']!r} is not "
+            'a JSON object such as \'{"vorticity": "T0p"}\''
+        ) from err
+    if not isinstance(reps, dict) or not reps:
+        raise ValueError(
+            f"{source}: attrs['representations'] = {ds.attrs['representations']!r}, expected "
+            "a non-empty JSON object mapping variable names to representation kinds"
+        )
+    if not any(name in ds.variables for name in reps):
+        raise ValueError(
+            f"{source}: attrs['representations'] = {ds.attrs['representations']!r} names no "
+            f"variable of the dataset (variables: {sorted(map(str, ds.variables))})"
+        )
+    for name, kind in reps.items():  # optional variables (e.g. velocity) may be absent
+        try:
+            Reps(f"1x{kind}", group)
+        except ValueError as err:
+            raise ValueError(
+                f"{source}: attrs['representations'][{name!r}] = {kind!r}: {err}"
+            ) from err
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _sample_free_shape(var: xr.Variable) -> tuple[int, ...]:
+    return tuple(s for d, s in zip(var.dims, var.shape) if d != SAMPLE_DIM)
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    """Dtype for comparing layouts; strings of any storage are ``"str"``."""
+    return "str" if dtype.kind in "UOT" else str(dtype)
+
+
+def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Fixed-width strings (e.g. a ``spatial`` coordinate) as variable-length ones.
+
+    Zarr v3 has a specified variable-length string type but none for fixed-width numpy
+    strings (zarr warns it may change); values and xarray equality are unaffected.
+    """
+    fixed = [name for name, var in ds.variables.items() if var.dtype.kind == "U"]
+    return ds.assign({name: ds[name].astype(object) for name in fixed}) if fixed else ds

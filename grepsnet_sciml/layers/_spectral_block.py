@@ -1,0 +1,72 @@
+"""One equivariant Fourier layer in the G-FNO arrangement (private; see ``spectral``)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..reps import Reps
+from ._spectral_pointwise import EquivariantInstanceNorm2d, EquivariantPointwise2d, NormActivation2d
+
+
+class FourierBlock2d(nn.Module):
+    """``x -> act(mlp(norm(K norm(x))) + W x)`` on typed fields, as in G-FNO/FNO.
+
+    ``K`` is a :class:`~grepsnet_sciml.layers.spectral.SpectralConv2d`, ``W`` is an
+    :class:`EquivariantPointwise2d`, ``norm`` is :class:`EquivariantInstanceNorm2d` (no
+    parameters) and ``act`` is :class:`NormActivation2d` (skipped after the last block).
+    ``mlp`` is ``EquivariantPointwise2d -> NormActivation2d -> EquivariantPointwise2d``
+    (``pointwise="linear"``, as G-FNO's) or the core's G-RepsNet layer
+    :class:`~grepsnet_sciml.layers.GRepsLayer` at every grid point (``pointwise="grepsnet"``:
+    order conversions such as inner and outer products of vector channels, gated tensors).
+
+    Parameters
+    ----------
+    reps : Reps
+        Type of the hidden field, ``(batch, reps.dim, N, N) -> (batch, reps.dim, N, N)``.
+    modes : int
+    spectral_regular : {"shared", "group"}
+        R -> R spectral kernels (G-RepsNet sharing or G-FNO group convolution).
+    pointwise_regular : {"mean", "conv"}
+        R -> R pointwise mixing.
+    last : bool
+        No activation at the end.
+    pointwise : {"linear", "grepsnet"}
+        The ``mlp`` (see above).
+    """
+
+    domain = "grid"
+    translation_equivariant = True
+
+    def __init__(
+        self,
+        reps: Reps,
+        modes: int,
+        spectral_regular: str = "shared",
+        pointwise_regular: str = "mean",
+        last: bool = False,
+        pointwise: str = "linear",
+    ):
+        super().__init__()
+        from .grepsnet import GRepsLayer
+        from .spectral import SpectralConv2d
+
+        if pointwise not in ("linear", "grepsnet"):
+            raise ValueError(f"pointwise: expected 'linear' or 'grepsnet', got {pointwise!r}")
+        self.rep_in = self.rep_out = reps
+        self.norm = EquivariantInstanceNorm2d(reps)
+        self.spectral = SpectralConv2d(reps, reps, modes, regular=spectral_regular)
+        if pointwise == "grepsnet":
+            self.mlp = GRepsLayer(reps, reps, domain="grid", residual=False)
+        else:
+            self.mlp = nn.Sequential(
+                EquivariantPointwise2d(reps, reps, regular=pointwise_regular),
+                NormActivation2d(reps),
+                EquivariantPointwise2d(reps, reps, regular=pointwise_regular),
+            )
+        self.skip = EquivariantPointwise2d(reps, reps, regular=pointwise_regular)
+        self.act = None if last else NormActivation2d(reps)
+
+    def forward(self, x):
+        y = self.norm(self.spectral(self.norm(x)))
+        y = self.mlp(y) + self.skip(x)
+        return y if self.act is None else self.act(y)

@@ -1,0 +1,295 @@
+"""From a config and a generated dataset to a trained, checkpointed surrogate and back.
+
+- :func:`build_model` builds the model named in the config with ``rep_in``/``rep_out``
+  read from the dataset's attrs, wrapped with its equivariant normalization.
+- :func:`train` runs the :class:`~.trainer.Trainer` and picks ``best`` by a validation
+  rollout error.
+- :func:`load_model` rebuilds a trained model from a checkpoint alone.
+
+Models are registered in :data:`MODELS` as ``name -> builder(model_config, rep_in,
+rep_out)``; equivariant models register themselves with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from grepsnet_sciml.groups import group_from_string
+from grepsnet_sciml.models.baselines import FNOBaseline, ParticleMPNN
+from grepsnet_sciml.reps import Reps
+
+from .config import ExperimentConfig, ModelConfig, config_from_dict, config_to_dict
+from .data import (
+    PARTICLE_VARIABLES,
+    FieldLayout,
+    FieldWindows,
+    ParticlePairs,
+    field_layout,
+    field_trajectories,
+    open_dataset,
+    particle_reps,
+)
+from .losses import relative_l2
+from .normalize import NormalizedModel, Normalizer, block_statistics
+from .rollout import rollout
+from .trainer import Trainer, load_checkpoint
+
+__all__ = ["MODELS", "register_model", "model_from_dataset", "build_model", "make_datasets",
+           "train", "load_model", "LoadedModel"]
+
+MODELS: dict[str, Callable] = {
+    "fno": lambda cfg, rep_in, rep_out: FNOBaseline(rep_in, rep_out, modes=cfg.modes,
+                                                    width=cfg.width, n_layers=cfg.n_layers),
+    "mpnn": lambda cfg, rep_in, rep_out: ParticleMPNN(
+        hidden=cfg.hidden, n_layers=cfg.n_layers, predict_velocity=isinstance(rep_out, tuple)),
+}
+"""Model builders by name: ``builder(model_config, rep_in, rep_out) -> nn.Module``."""
+
+
+def register_model(name: str, builder: Callable) -> None:
+    """Make ``builder(model_config, rep_in, rep_out)`` available as ``model.name = name``."""
+    MODELS[name] = builder
+
+
+def _kind(ds) -> str:
+    kind = ds.attrs.get("kind")
+    if kind not in ("field", "particles"):
+        raise ValueError(
+            f"{ds.attrs.get('_source', 'dataset')}: attrs['kind'] is {kind!r}; expected "
+            "'field' or 'particles'"
+        )
+    return kind
+
+
+def _split(cfg: ExperimentConfig):
+    """(train dataset, train samples, valid dataset, valid samples)."""
+    train_ds = open_dataset(cfg.data.train)
+    n = train_ds.sizes["sample"]
+    if cfg.data.valid:
+        valid_ds = open_dataset(cfg.data.valid)
+        train_idx, valid_idx = list(range(n)), list(range(valid_ds.sizes["sample"]))
+    else:
+        if not 0 < cfg.data.valid_fraction < 1:
+            raise ValueError(f"data.valid_fraction: expected in (0, 1), got "
+                             f"{cfg.data.valid_fraction}")
+        n_valid = max(1, round(n * cfg.data.valid_fraction))
+        if n_valid >= n:
+            raise ValueError(f"data.train: {n} samples are too few to hold out a validation set")
+        valid_ds, train_idx, valid_idx = train_ds, list(range(n - n_valid)), list(
+            range(n - n_valid, n))
+    if cfg.data.n_train:
+        train_idx = train_idx[: cfg.data.n_train]
+    return train_ds, train_idx, valid_ds, valid_idx
+
+
+def make_datasets(cfg: ExperimentConfig):
+    """Training pairs and validation data: ``(kind, train_set, valid_ds, valid_idx)``."""
+    train_ds, train_idx, valid_ds, valid_idx = _split(cfg)
+    kind = _kind(train_ds)
+    d = cfg.data
+    if kind == "field":
+        train_set = FieldWindows(train_ds, d.t_in, d.t_out, d.variables, samples=train_idx)
+    else:
+        train_set = ParticlePairs(train_ds, d.input_frames, d.delta, samples=train_idx,
+                                  predict_velocity=d.predict_velocity)
+    return kind, train_set, valid_ds, valid_idx
+
+
+def model_from_dataset(ds, name: str = "auto", *, t_in: int = 10, t_out: int = 1,
+                       variables=None, predict_velocity: bool = True, **hparams):
+    """A model whose ``rep_in``/``rep_out`` are read from a dataset's attrs (no normalization).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or path
+        A generated dataset; its ``kind``, ``group`` and ``representations`` decide the types.
+    name : str
+        A key of :data:`MODELS` or ``"auto"``.
+    t_in, t_out, variables
+        Fields: history frames in, frames out, stacked variables (default vorticity).
+    predict_velocity : bool
+        Particles: also predict velocities.
+    **hparams
+        Fields of :class:`~.config.ModelConfig` (``modes``, ``width``, ``n_layers``,
+        ``hidden``).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"vorticity": (("sample", "time", "x", "y"), np.zeros((1, 4, 8, 8)))},
+    ...                 attrs={"kind": "field", "group": "D4()",
+    ...                        "representations": '{"vorticity": "T0p"}'})
+    >>> model = model_from_dataset(ds, "fno", t_in=3, modes=2, width=4, n_layers=1)
+    >>> model.rep_in, model.rep_out
+    (Reps('3xT0p', D4()), Reps('T0p', D4()))
+    """
+    ds = open_dataset(ds)
+    kind = _kind(ds)
+    cfg = ModelConfig(name=name, **hparams)
+    if kind == "field":
+        layout = field_layout(ds, variables)
+        rep_in, rep_out = layout.reps(t_in), layout.reps(t_out)
+    else:
+        rep_in, rep_out = particle_reps(ds, predict_velocity)
+    return MODELS[_resolve_name(cfg, kind)](cfg, rep_in, rep_out)
+
+
+def _field_normalizers(layout: FieldLayout, frames: torch.Tensor, t_in: int, t_out: int):
+    stats, start = [], 0
+    for kind in layout.kinds:
+        size = 2 if kind == "T1" else 1
+        stats.append(block_statistics(frames[:, :, start : start + size], kind))
+        start += size
+    scale, shift = [s for s, _ in stats], [m for _, m in stats]
+    return (Normalizer(layout.reps(t_in), scale, shift, "grid"),
+            Normalizer(layout.reps(t_out), scale, shift, "grid"))
+
+
+def _particle_normalizers(rep_in, rep_out, train_set: ParticlePairs | None):
+    if train_set is None:
+        stats = {"position": (1.0, 0.0), "velocity": (1.0, 0.0), "charge": (1.0, 0.0)}
+    else:
+        stats = {"position": block_statistics(train_set.position, "T1"),
+                 "velocity": block_statistics(train_set.velocity, "T1"),
+                 "charge": block_statistics(train_set.charge, rep_in[2].blocks[0].kind)}
+    ins = [Normalizer(r, [stats[v][0]], [stats[v][1]]) for r, v in zip(rep_in,
+                                                                       PARTICLE_VARIABLES)]
+    outs = [Normalizer(r, [stats[v][0]], [stats[v][1]])
+            for r, v in zip(rep_out if isinstance(rep_out, tuple) else (rep_out,),
+                            PARTICLE_VARIABLES)]
+    return ins, outs
+
+
+def _resolve_name(model_cfg: ModelConfig, kind: str) -> str:
+    name = model_cfg.name
+    if name == "auto":
+        name = "fno" if kind == "field" else "mpnn"
+    if name not in MODELS:
+        raise ValueError(f"model.name: unknown model {name!r}; expected 'auto' or one of "
+                         f"{sorted(MODELS)}")
+    return name
+
+
+def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
+                rep_in=None, rep_out=None) -> NormalizedModel:
+    """The configured model wrapped in its normalization (statistics from ``train_set``)."""
+    name = _resolve_name(cfg.model, kind)
+    if kind == "field":
+        layout = layout or train_set.layout
+        rep_in, rep_out = layout.reps(cfg.data.t_in), layout.reps(cfg.data.t_out)
+        frames = (train_set.data[:64] if train_set is not None and train_set.data is not None
+                  else field_trajectories(train_set.ds, layout, train_set.samples[:16])
+                  if train_set is not None else torch.ones(1, 1, layout.frame_channels, 1, 1))
+        ins, outs = _field_normalizers(layout, frames, cfg.data.t_in, cfg.data.t_out)
+    else:
+        if train_set is not None:
+            rep_in, rep_out = train_set.rep_in, train_set.rep_out
+        ins, outs = _particle_normalizers(rep_in, rep_out, train_set)
+    core = MODELS[name](cfg.model, rep_in, rep_out)
+    return NormalizedModel(core, ins, outs)
+
+
+def _field_validator(valid_ds, valid_idx, layout: FieldLayout, t_in: int, n_steps: int):
+    n_steps = min(n_steps, valid_ds.sizes["time"] - t_in)
+    frames = field_trajectories(valid_ds, layout, valid_idx, slice(0, t_in + n_steps))
+
+    def validate(model) -> float:
+        result = rollout(model, frames[:, :t_in], n_steps, layout=layout)
+        err = relative_l2(result.states.nan_to_num(1e30), frames[:, t_in:], reduction="none")
+        return float(torch.where(result.blown_up, torch.inf, err.double()).mean())
+
+    return validate
+
+
+def _particle_validator(valid_ds, valid_idx, frame0: int, delta: int, n_steps: int):
+    n_steps = max(1, min(n_steps, (valid_ds.sizes["time"] - 1 - frame0) // delta))
+    sub = valid_ds.isel(sample=valid_idx)
+    pos = torch.as_tensor(np.asarray(sub["position"].values), dtype=torch.float32)
+    vel = torch.as_tensor(np.asarray(sub["velocity"].values), dtype=torch.float32)
+    q = torch.as_tensor(np.asarray(sub["charge"].values), dtype=torch.float32)[..., None]
+    truth = pos[:, frame0 + delta : frame0 + delta * n_steps + 1 : delta]
+
+    def validate(model) -> float:
+        result = rollout(model, (pos[:, frame0], vel[:, frame0], q), n_steps,
+                         step_time=float(delta))
+        err = relative_l2(result.states[0].nan_to_num(1e30), truth, reduction="none")
+        return float(torch.where(result.blown_up, torch.inf, err.double()).mean())
+
+    return validate
+
+
+def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callable] = ()):
+    """Build data and model from ``cfg`` and train; returns ``(trainer, history)``.
+
+    The model is initialised after seeding torch with ``cfg.train.seed``, so the same
+    config gives the same run.
+    """
+    kind, train_set, valid_ds, valid_idx = make_datasets(cfg)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg, kind, train_set)
+    d = cfg.data
+    if kind == "field":
+        valid_fn = _field_validator(valid_ds, valid_idx, train_set.layout, d.t_in,
+                                    d.valid_rollout_steps)
+        meta_data = {"layout": train_set.layout.to_json()}
+    else:
+        valid_fn = _particle_validator(valid_ds, valid_idx, d.input_frames[0], d.delta,
+                                       d.valid_rollout_steps)
+        meta_data = {"rep_in": [str(r) for r in train_set.rep_in],
+                     "rep_out": [str(r) for r in (train_set.rep_out if isinstance(
+                         train_set.rep_out, tuple) else (train_set.rep_out,))],
+                     "group": repr(train_set.rep_in[0].group)}
+    meta = {"kind": kind, "experiment": config_to_dict(cfg), **meta_data}
+    trainer = Trainer(model, train_set, cfg.train, valid_fn=valid_fn, meta=meta,
+                      callbacks=callbacks)
+    history = trainer.fit(resume=resume)
+    return trainer, history
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint, with what is needed to roll it out.
+
+    Attributes
+    ----------
+    model : NormalizedModel
+        In eval mode, on CPU.
+    kind : str
+        ``"field"`` or ``"particles"``.
+    config : ExperimentConfig
+    layout : FieldLayout or None
+        Fields only.
+    epoch : int
+    """
+
+    model: NormalizedModel
+    kind: str
+    config: ExperimentConfig
+    layout: FieldLayout | None
+    epoch: int
+
+
+def load_model(path) -> LoadedModel:
+    """Rebuild the trained model stored in checkpoint ``path`` (``best.pt``/``last.pt``)."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("meta", {})
+    if "kind" not in meta or "experiment" not in meta:
+        raise ValueError(f"checkpoint: {path!r} lacks the model description (meta)")
+    cfg = config_from_dict(meta["experiment"])
+    if meta["kind"] == "field":
+        layout = FieldLayout.from_json(meta["layout"])
+        model = build_model(cfg, "field", layout=layout)
+    else:
+        layout = None
+        group = group_from_string(meta["group"])
+        rep_in = tuple(Reps(r, group) for r in meta["rep_in"])
+        outs = tuple(Reps(r, group) for r in meta["rep_out"])
+        model = build_model(cfg, "particles", rep_in=rep_in,
+                            rep_out=outs if len(outs) > 1 else outs[0])
+    model.load_state_dict(ckpt["model"])
+    return LoadedModel(model.eval(), meta["kind"], cfg, layout, ckpt["epoch"])
+
