@@ -34,6 +34,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
 from grepsnet_sciml.datasets import _particles_reference as slow  # noqa: E402
 from grepsnet_sciml.datasets import charged_particles as cp  # noqa: E402
 

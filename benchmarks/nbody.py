@@ -55,9 +55,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from grepsnet_sciml.datasets.charged_particles import generate, total_energy
 from tqdm.auto import tqdm
 
+from grepsnet_sciml.datasets.charged_particles import generate, total_energy
 from grepsnet_sciml.models.egnn import EGNN
 from grepsnet_sciml.models.nbody import GRepsNBody
 from grepsnet_sciml.testing import equivariance_errors
@@ -186,13 +186,15 @@ def train(model, train_data, valid_data, test_data, *, lr, weight_decay, batch_s
     """Train with Adam at a constant learning rate for a wall-clock budget or epoch count.
 
     Returns a history: per epoch the training loss, validation MSE, test MSE (computed when
-    the validation improves) and cumulative training seconds (evaluation excluded).
+    the validation improves) and cumulative training seconds (evaluation excluded). The
+    model is left with its best-validation weights.
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     x0, v0, q, xt, vt = train_data
     n = len(x0)
     history, spent, best = [], 0.0, math.inf
+    best_state = copy.deepcopy(model.state_dict())
     bar = tqdm(total=int(budget_s) if budget_s else max_epochs, desc=label,
                unit="s" if budget_s else "epoch", leave=False)
     for epoch in range(max_epochs):
@@ -223,6 +225,7 @@ def train(model, train_data, valid_data, test_data, *, lr, weight_decay, batch_s
         if val < best:
             best = val
             row["test"] = evaluate(model, test_data, batch_size)
+            best_state = copy.deepcopy(model.state_dict())
         if not math.isfinite(loss_sum):
             row["diverged"] = True
             history.append(row)
@@ -231,6 +234,7 @@ def train(model, train_data, valid_data, test_data, *, lr, weight_decay, batch_s
         bar.update(int(spent) - bar.n if budget_s else 1)
         bar.set_postfix(valid=f"{val:.4g}", best=f"{best:.4g}")
     bar.close()
+    model.load_state_dict(best_state)
     return history
 
 
@@ -286,29 +290,38 @@ def trivial_predictors(data) -> dict:
 
 
 @torch.no_grad()
-def rollout(model, long: dict, horizons, device) -> dict:
-    """Apply the 1000-step predictor ``m`` times from frame 30; MSE and energy per horizon."""
+def rollout(model, long: dict, horizons, device, escape: float = 1e3) -> dict:
+    """Apply the 1000-step predictor ``m`` times from frame 30; MSE and energy per horizon.
+
+    A trajectory whose prediction becomes non-finite or leaves ``|x| < escape`` counts as
+    diverged and is dropped from later steps; MSE and energy error are over the others.
+    """
     x = torch.as_tensor(long["x"], dtype=torch.float32, device=device)
     v = torch.as_tensor(long["v"], dtype=torch.float32, device=device)
     q = torch.as_tensor(long["q"], dtype=torch.float32, device=device)
-    xs, vs = x[:, 0], v[:, 0]
+    xs, vs = x[:, 0].clone(), v[:, 0].clone()
+    alive = torch.ones(len(xs), dtype=torch.bool, device=device)
     e_sim = total_energy(long["x"], long["v"], long["q"][:, None])  # (N, frames)
     out = {}
     for m in range(1, max(horizons) + 1):
-        xs, vs = model(xs, vs, q)
-        finite = bool(torch.isfinite(xs).all() and torch.isfinite(vs).all())
-        if m in horizons or not finite:
-            for h in [m] if finite else [h for h in horizons if h >= m]:
-                row = {"steps": 1000 * h, "finite": finite, "mse": None, "energy_error": None,
-                       "sim_energy_drift": float(np.mean(np.abs(e_sim[:, h] - e_sim[:, 0])))}
-                if finite:
-                    e_model = total_energy(xs.cpu().double().numpy(),
-                                           vs.cpu().double().numpy(), long["q"])
-                    row["mse"] = float(((xs - x[:, h]) ** 2).mean())
-                    row["energy_error"] = float(np.mean(np.abs(e_model - e_sim[:, h])))
-                out[str(h)] = row
-        if not finite:
-            break
+        idx = alive.nonzero().squeeze(1)
+        if len(idx):
+            xo, vo = model(xs[idx], vs[idx], q[idx])
+            ok = (torch.isfinite(xo).all(-1).all(-1) & torch.isfinite(vo).all(-1).all(-1)
+                  & (xo.abs().amax((-1, -2)) < escape))
+            xs[idx[ok]], vs[idx[ok]] = xo[ok], vo[ok]
+            alive[idx[~ok]] = False
+        if m in horizons:
+            keep = alive.cpu().numpy()
+            row = {"steps": 1000 * m, "diverged_fraction": float(1 - keep.mean()),
+                   "mse": None, "energy_error": None,
+                   "sim_energy_drift": float(np.mean(np.abs(e_sim[:, m] - e_sim[:, 0])))}
+            if keep.any():
+                e_model = total_energy(xs[alive].cpu().double().numpy(),
+                                       vs[alive].cpu().double().numpy(), long["q"][keep])
+                row["mse"] = float(((xs[alive] - x[alive, m]) ** 2).mean())
+                row["energy_error"] = float(np.mean(np.abs(e_model - e_sim[keep, m])))
+            out[str(m)] = row
     return out
 
 
@@ -396,12 +409,13 @@ def format_table(results: dict) -> str:
     if "rollout" in results:
         horizons = list(next(iter(results["rollout"].values()))["horizons"])
         lines += ["", "Rollout of the (x, v) predictors from frame 30 of the long split "
-                      "(MSE / mean |E_model - E_sim|; simulator drift |E_sim(t) - E_sim(0)|):",
+                      "(MSE / mean |E_model - E_sim| over non-diverged trajectories "
+                      "(share diverged); simulator drift |E_sim(t) - E_sim(0)|):",
                   "", "| model | epochs | " + " | ".join(f"{h} x 1000 steps" for h in horizons)
                   + " |", "|---|---|" + "---|" * len(horizons)]
         for name, r in results["rollout"].items():
-            cells = [f"{c['mse']:.4f} / {c['energy_error']:.3f}" if c["finite"] else "diverged"
-                     for c in r["horizons"].values()]
+            cells = [f"{c['mse']:.4f} / {c['energy_error']:.3f} ({c['diverged_fraction']:.0%})"
+                     if c["mse"] is not None else "all diverged" for c in r["horizons"].values()]
             lines.append(f"| {name} | {r['epochs']} | " + " | ".join(cells) + " |")
         first = next(iter(results["rollout"].values()))["horizons"].values()
         lines.append("| simulator drift | | " + " | ".join(
@@ -437,7 +451,7 @@ def write(results: dict, out_dir: Path, protocol: str) -> None:
     axes[0].legend()
     for name, r in results.get("rollout", {}).items():
         hs = [int(h) for h in r["horizons"]]
-        mse = [c["mse"] if c["finite"] else np.nan for c in r["horizons"].values()]
+        mse = [np.nan if c["mse"] is None else c["mse"] for c in r["horizons"].values()]
         axes[1].plot(hs, mse, "o-", label=name)
     axes[1].set(xlabel="rollout length (x 1000 steps)", ylabel="position MSE", yscale="log",
                 title="rollout from frame 30")

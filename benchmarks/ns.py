@@ -47,17 +47,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from grepsnet_sciml.datasets.navier_stokes import generate
-from grepsnet_sciml.datasets.splits import split_seed
-from grepsnet_sciml.solvers.trainer import TrainConfig, Trainer, load_checkpoint
 from torch import nn
 
 from grepsnet_sciml import Reps
+from grepsnet_sciml.datasets.navier_stokes import generate
+from grepsnet_sciml.datasets.splits import split_seed
 from grepsnet_sciml.groups import C4, group_from_string
 from grepsnet_sciml.layers.spectral import count_free_parameters
 from grepsnet_sciml.models.baselines import FNOBaseline
 from grepsnet_sciml.models.gfno import GFNO2d
 from grepsnet_sciml.models.grepsfno import GRepsFNO2d
+from grepsnet_sciml.solvers.trainer import TrainConfig, Trainer, load_checkpoint
 from grepsnet_sciml.testing import equivariance_errors
 
 RESULTS = Path(__file__).resolve().parent / "results"

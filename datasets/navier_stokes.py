@@ -392,8 +392,9 @@ def generate(
     forcing : {"fno", "symmetric"}, None, or array (S, S)
         A user array is used as given (declared group ``C1()``).
     seed : int
-        Sample ``i``'s initial field derives from ``(seed, first_sample + i)`` alone, so any
-        chunking of the sample range gives identical data.
+        Sample ``i``'s initial field derives from ``(seed, first_sample + i)`` alone and its
+        time steps from its own state, so any chunking of the sample range or
+        ``batch_size`` gives identical data (bitwise on one machine and torch build).
     initial_condition : array (S, S) or (n_samples, S, S), optional
         User initial vorticity at the simulation resolution instead of random fields.
     dtype : torch.dtype
@@ -403,7 +404,13 @@ def generate(
     batch_size : int
         Samples simulated together (memory; results do not depend on it).
     progress : bool
-        Show a tqdm bar over time steps.
+        Show a tqdm bar of simulated time, updated every time step.
+
+    Notes
+    -----
+    The fast scheme removes the Nyquist modes of the initial field (stored as such at
+    ``t = 0`` with ``include_initial``). The declared shifts are whole grid cells when the
+    stored resolution is divisible by 4.
 
     Returns
     -------

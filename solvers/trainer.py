@@ -117,7 +117,11 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Load a checkpoint written by :class:`Trainer` (tensors on CPU)."""
+    """Load a checkpoint written by :class:`Trainer` (tensors on CPU).
+
+    Checkpoints hold RNG states (numpy arrays, Python tuples), so they are unpickled in
+    full: load only files you trust.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint: no file at {path!r}")

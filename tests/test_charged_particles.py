@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from grepsnet_sciml.datasets import _particles_egnn as fast
 from grepsnet_sciml.datasets import _particles_reference as slow
 from grepsnet_sciml.datasets import charged_particles as cp
-
 from grepsnet_sciml.groups import O
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / \

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+
+from grepsnet_sciml.cli import main
 from grepsnet_sciml.datasets import charged_particles, navier_stokes
 from grepsnet_sciml.datasets.splits import open_splits, split_seed
 from grepsnet_sciml.datasets.storage import open_dataset
-
-from grepsnet_sciml.cli import main
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/egnn_charged5_seed43.npz"
 TINY_NS = ["--resolution", "8", "--sim-resolution", "8", "--t-final", "0.5",

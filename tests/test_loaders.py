@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 import xarray as xr
+
 from grepsnet_sciml.datasets import charged_particles, navier_stokes
 from grepsnet_sciml.datasets.loaders import load_egnn_npy, load_fno_mat
 from grepsnet_sciml.datasets.storage import open_dataset, validate_dataset, write_dataset

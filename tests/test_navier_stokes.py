@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from grepsnet_sciml.datasets import navier_stokes as ns
-from grepsnet_sciml.datasets._ns_spectral import gaussian_random_field
 
 from grepsnet_sciml import Reps
+from grepsnet_sciml.datasets import navier_stokes as ns
+from grepsnet_sciml.datasets._ns_spectral import gaussian_random_field
 from grepsnet_sciml.groups import group_from_string
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -183,8 +183,8 @@ def test_energy_and_enstrophy_budgets():
     dz, de = rate(enstrophy), rate(energy)
     scale_z = (nu * (wx**2 + wy**2).mean((-2, -1))).abs() + (f * w_mid).mean((-2, -1)).abs()
     scale_e = (nu * (w_mid**2).mean((-2, -1))).abs() + (psi * f).mean((-2, -1)).abs()
-    assert ((dz - dz_budget).abs() / scale_z).max() < 1e-5, (dz, dz_budget)
-    assert ((de - de_budget).abs() / scale_e).max() < 1e-5, (de, de_budget)
+    assert ((dz - dz_budget).abs() / scale_z).max() < 1e-8, (dz, dz_budget)
+    assert ((de - de_budget).abs() / scale_e).max() < 1e-8, (de, de_budget)
 
 
 def _small(n_samples, **kwargs):

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+
+from grepsnet_sciml import Reps
+from grepsnet_sciml.groups import D4, O
 from grepsnet_sciml.solvers.data import (
     FieldLayout,
     FieldWindows,
@@ -19,9 +22,6 @@ from grepsnet_sciml.solvers.data import (
     open_dataset,
     particle_reps,
 )
-
-from grepsnet_sciml import Reps
-from grepsnet_sciml.groups import D4, O
 
 HEAT_NU = 2e-3
 

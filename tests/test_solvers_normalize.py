@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from grepsnet_sciml.solvers.losses import get_loss, mse, relative_l2
-from grepsnet_sciml.solvers.normalize import NormalizedModel, Normalizer, block_statistics
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml.groups import D4, O
 from grepsnet_sciml.models.baselines import FNOBaseline, ParticleMPNN
+from grepsnet_sciml.solvers.losses import get_loss, mse, relative_l2
+from grepsnet_sciml.solvers.normalize import NormalizedModel, Normalizer, block_statistics
 from grepsnet_sciml.testing import EquivarianceError, assert_equivariant
 
 GRID_REPS = Reps("2xT0 + 3xT0p + 2xT1 + T2 + R", D4())

@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from test_solvers_data import heat_step, toy_field_dataset, toy_particle_dataset
+
+from grepsnet_sciml.groups import D4
 from grepsnet_sciml.solvers.data import FieldLayout, field_layout, field_trajectories
 from grepsnet_sciml.solvers.diagnostics import (
     field_elements,
@@ -30,9 +33,6 @@ from grepsnet_sciml.solvers.plots import (
     plot_trajectories,
 )
 from grepsnet_sciml.solvers.rollout import rollout, solver_rollout
-from test_solvers_data import heat_step, toy_field_dataset, toy_particle_dataset
-
-from grepsnet_sciml.groups import D4
 
 LAYOUT = FieldLayout(("vorticity",), ("T0p",), D4())
 

@@ -3,12 +3,15 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
+from test_solvers_data import toy_field_dataset, toy_particle_dataset
+
 from grepsnet_sciml.solvers.config import (
     ExperimentConfig,
     config_from_dict,
@@ -23,7 +26,6 @@ from grepsnet_sciml.solvers.trainer import (
     TrainingDiverged,
     load_checkpoint,
 )
-from test_solvers_data import toy_field_dataset, toy_particle_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -202,14 +204,16 @@ torch.distributed.destroy_process_group()
 """
 
 
-@pytest.mark.slow
 def test_ddp_two_processes_match_single_process(field_data, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(_DDP_SCRIPT.format(tests=os.path.join(ROOT, "tests"),
                                          data=str(field_data), out=str(tmp_path / "ddp")))
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    with socket.socket() as sock:  # a free loopback port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_addr=127.0.0.1", "--master_port=29517", str(script)]
+           "--master_addr=127.0.0.1", f"--master_port={port}", str(script)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     train(_field_config(field_data, tmp_path / "single", epochs=2))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+
 from grepsnet_sciml.datasets import splits as splits_mod
 from grepsnet_sciml.datasets import storage
 from grepsnet_sciml.datasets.splits import (

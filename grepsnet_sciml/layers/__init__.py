@@ -17,6 +17,20 @@ from .grepsnet import GRepsLayer, GRepsMLP
 from .linear import EquivariantLinear, TypedModule
 from .nonlinear import GatedActivation, NormActivation
 from .norm import EquivariantLayerNorm
+from .spectral import (
+    EquivariantInstanceNorm2d,
+    EquivariantPointwise2d,
+    FourierBlock2d,
+    NormActivation2d,
+    SpectralConv2d,
+    SpectralCurl,
+    SpectralDivergence,
+    SpectralGradient,
+    SpectralHessian,
+    count_free_parameters,
+    radial_channel,
+    spectral_conv_reference,
+)
 from .tensor_ops import (
     contract,
     cross_2d,
@@ -51,6 +65,18 @@ __all__ = [
     "EquivariantLayerNorm",
     "GRepsLayer",
     "GRepsMLP",
+    "SpectralConv2d",
+    "spectral_conv_reference",
+    "EquivariantPointwise2d",
+    "EquivariantInstanceNorm2d",
+    "NormActivation2d",
+    "FourierBlock2d",
+    "SpectralGradient",
+    "SpectralDivergence",
+    "SpectralCurl",
+    "SpectralHessian",
+    "count_free_parameters",
+    "radial_channel",
     "split",
     "join",
     "part_shape",

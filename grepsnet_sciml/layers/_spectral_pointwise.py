@@ -140,8 +140,9 @@ class EquivariantPointwise2d(nn.Module):
 
     def dense_matrix(self) -> torch.Tensor:
         """The full weight ``(rep_out.dim, rep_in.dim)`` in the flat layouts (slow reference)."""
-        dtype = next(self.parameters()).dtype
-        dense = torch.zeros(self.rep_out.dim, self.rep_in.dim, dtype=dtype)
+        param = next(self.parameters())
+        dense = torch.zeros(self.rep_out.dim, self.rep_in.dim, dtype=param.dtype,
+                            device=param.device)
         order_out, order_in = sorted_order(self.rep_out), sorted_order(self.rep_in)
         for ko in order_out:
             for ki in order_in:
@@ -152,8 +153,8 @@ class EquivariantPointwise2d(nn.Module):
 
     def dense_bias(self) -> torch.Tensor:
         """The full bias ``(rep_out.dim,)`` (zero off the invariant channels)."""
-        dtype = next(self.parameters()).dtype
-        out = torch.zeros(self.rep_out.dim, dtype=dtype)
+        param = next(self.parameters())
+        out = torch.zeros(self.rep_out.dim, dtype=param.dtype, device=param.device)
         if self.bias is not None:
             out[self.bias_idx] = self._bias_values()
         return out
@@ -168,7 +169,7 @@ class EquivariantPointwise2d(nn.Module):
         g = self.rep_in.group.order
         if self.regular == "mean":
             a, b = self.weight_regular
-            eye = torch.eye(g, dtype=a.dtype)
+            eye = torch.eye(g, dtype=a.dtype, device=a.device)
             k = torch.einsum("oc,gh->ogch", a, eye) + (b / g)[:, None, :, None]
         else:
             k = self.weight_regular[:, :, self.table].permute(0, 2, 1, 3)

@@ -165,8 +165,10 @@ class SpectralConv2d(nn.Module):
         ``[..., i, j]`` is the mode ``(kx, ky) = (i - K, j - K)``; used by the slow reference.
         """
         m = 2 * self.modes - 1
-        dtype = _complex(next(self.parameters()).dtype)
-        dense = torch.zeros(self.rep_out.dim, self.rep_in.dim, m * m, dtype=dtype)
+        param = next(self.parameters())
+        dtype = _complex(param.dtype)
+        dense = torch.zeros(self.rep_out.dim, self.rep_in.dim, m * m, dtype=dtype,
+                            device=param.device)
         order_out, order_in = sorted_order(self.rep_out), sorted_order(self.rep_in)
         for ko in order_out:
             for ki in order_in:
@@ -183,7 +185,7 @@ class SpectralConv2d(nn.Module):
         if k is None:
             return None
         if self.regular == "shared":
-            eye = torch.eye(k.shape[2], dtype=k.dtype)
+            eye = torch.eye(k.shape[2], dtype=k.dtype, device=k.device)
             k = torch.einsum("ocgm,gh->ogchm", k, eye)
         co, g, ci = k.shape[0], k.shape[1], k.shape[2]
         return k.reshape(co * g, ci * g, k.shape[-1])

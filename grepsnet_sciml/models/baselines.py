@@ -91,9 +91,14 @@ class FNOBaseline(nn.Module):
         # imaginary parts) and ``.double()`` leaves them complex64: keep each complex weight
         # complex, in the precision of the real parameters.
         def keep_complex(t):
-            if t.is_complex():
-                return torch.view_as_complex(fn(torch.view_as_real(t)).contiguous())
-            return fn(t)
+            if not t.is_complex():
+                return fn(t)
+            real = torch.view_as_real(t)
+            out = fn(real)
+            if out is real:  # nothing to convert (e.g. .to() the current device)
+                return t
+            # a fresh tensor, not a view: views slow down autograd and the optimizer
+            return torch.view_as_complex(out.contiguous()).clone()
 
         return super()._apply(keep_complex, recurse)
 

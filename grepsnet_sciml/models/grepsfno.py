@@ -12,6 +12,13 @@ group-closed window, instance norm with shared statistics, pointwise G-RepsNet m
 pointwise projection to the output type. Hidden channels are regular (``R``, each copy
 convolved with the rotated shared kernel), tensor fields (T0, T0p, T1, T2) or both.
 
+Cost. With ``width x R`` hidden channels a spectral layer holds ``width^2 (2 modes - 1)^2``
+real weights and costs ``|G| width^2`` complex products per mode, against G-FNO's
+``|G| width^2 (2 modes - 1)^2`` weights and ``(|G| width)^2`` products. At equal width it is
+|G| times lighter in weights and spectral products; at an equal parameter count it needs
+twice the width of G-FNO-p4 (``sqrt(4)``), i.e. ``2 |G| / 4`` times its real channels for the
+FFTs, norms and pointwise layers (``benchmarks/ns.py --timing-only`` measures this).
+
 Examples
 --------
 >>> import torch
