@@ -92,17 +92,34 @@ class ModelConfig:
     name : str
         A key of :data:`grepsnet_sciml.solvers.experiment.MODELS`, or ``"auto"``
         (``"fno"`` for fields, ``"mpnn"`` for particles).
-    modes, width, n_layers : int
-        FNO: Fourier modes per axis, hidden channels, layers.
+        Fields: ``fno``, ``grepsfno``, ``gfno-p4``, ``gfno-p4m``; particles: ``mpnn``,
+        ``grepsnbody``, ``egnn``.
+    modes : int
+        Field models: Fourier modes per axis.
+    width : int
+        Field models: hidden channels (``grepsfno``/``gfno-*``: copies of the regular
+        representation). 0: the model's default (fno 32, grepsfno 8, gfno 10).
+    n_layers : int
+        Fourier layers or message-passing rounds. 0: the model's default (grepsnbody 2,
+        the others 4).
     hidden : int
-        Particle models: hidden width (``n_layers`` message-passing rounds).
+        Particle models: hidden width. 0: the model's default (64).
     """
 
     name: str = "auto"
     modes: int = 12
-    width: int = 32
-    n_layers: int = 4
-    hidden: int = 64
+    width: int = 0
+    n_layers: int = 0
+    hidden: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.modes, int) or self.modes < 1:
+            raise ValueError(f"model.modes: expected a positive integer, got {self.modes!r}")
+        for name in ("width", "n_layers", "hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"model.{name}: expected an integer >= 0 (0: the model's "
+                                 f"default), got {value!r}")
 
 
 @dataclass

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from grepsnet_sciml.groups import group_from_string
+from grepsnet_sciml.models import EGNN, GFNO2d, GRepsFNO2d, GRepsNBody
 from grepsnet_sciml.models.baselines import FNOBaseline, ParticleMPNN
 from grepsnet_sciml.reps import Reps
 
@@ -39,15 +40,91 @@ from .rollout import rollout
 from .trainer import Trainer, load_checkpoint
 
 __all__ = ["MODELS", "register_model", "model_from_dataset", "build_model", "make_datasets",
-           "train", "load_model", "LoadedModel"]
+           "train", "load_model", "LoadedModel", "model_description"]
+
+def _default(value: int, default: int) -> int:
+    """A :class:`~.config.ModelConfig` size; 0 means the model's own default."""
+    return value if value > 0 else default
+
+
+def _single_field_kind(rep_in: Reps, rep_out: Reps, name: str) -> str:
+    """The one kind (T0 or T0p) of every block of ``rep_in`` and ``rep_out`` (G-FNO)."""
+    kinds = {b.kind for r in (rep_in, rep_out) for b in r.blocks}
+    if len(kinds) != 1 or not kinds <= {"T0", "T0p"}:
+        raise ValueError(
+            f"model.name: {name!r} takes frames of one scalar or pseudo-scalar field; the "
+            f"data gives rep_in {rep_in} and rep_out {rep_out} (expected nxT0 or nxT0p, e.g. "
+            "data.variables = ['vorticity'])"
+        )
+    return kinds.pop()
+
+
+def _build_fno(cfg: ModelConfig, rep_in, rep_out):
+    return FNOBaseline(rep_in, rep_out, modes=cfg.modes, width=_default(cfg.width, 32),
+                       n_layers=_default(cfg.n_layers, 4))
+
+
+def _build_grepsfno(cfg: ModelConfig, rep_in, rep_out):
+    return GRepsFNO2d(rep_in, rep_out, group=rep_in.group, width=_default(cfg.width, 8),
+                      modes=cfg.modes, n_layers=_default(cfg.n_layers, 4))
+
+
+def _gfno_builder(group: str, name: str):
+    def build(cfg: ModelConfig, rep_in, rep_out):
+        kind = _single_field_kind(rep_in, rep_out, name)
+        return GFNO2d(rep_in.dim, rep_out.dim, width=_default(cfg.width, 10), modes=cfg.modes,
+                      n_layers=_default(cfg.n_layers, 4), group=group,
+                      vorticity="scalar" if kind == "T0" else "pseudoscalar")
+
+    return build
+
+
+def _check_particle_reps(rep_in, rep_out, name: str) -> bool:
+    """True when velocities are predicted too; ValueError unless (T1, T1, T0) -> T1 (, T1)."""
+    got_in = tuple(str(r) for r in rep_in) if isinstance(rep_in, tuple) else (str(rep_in),)
+    outs = rep_out if isinstance(rep_out, tuple) else (rep_out,)
+    got_out = tuple(str(r) for r in outs)
+    if got_in != ("T1", "T1", "T0") or got_out not in (("T1",), ("T1", "T1")):
+        raise ValueError(
+            f"model.name: {name!r} maps (positions T1, velocities T1, charges T0) to positions "
+            f"T1 (and velocities T1); the data gives rep_in {got_in} and rep_out {got_out}"
+        )
+    return len(outs) == 2
+
+
+def _build_mpnn(cfg: ModelConfig, rep_in, rep_out):
+    return ParticleMPNN(hidden=_default(cfg.hidden, 64), n_layers=_default(cfg.n_layers, 4),
+                        predict_velocity=_check_particle_reps(rep_in, rep_out, "mpnn"))
+
+
+def _build_grepsnbody(cfg: ModelConfig, rep_in, rep_out):
+    return GRepsNBody(hidden=_default(cfg.hidden, 64), n_layers=_default(cfg.n_layers, 2),
+                      velocity_output=_check_particle_reps(rep_in, rep_out, "grepsnbody"))
+
+
+def _build_egnn(cfg: ModelConfig, rep_in, rep_out):
+    return EGNN(hidden=_default(cfg.hidden, 64), n_layers=_default(cfg.n_layers, 4),
+                velocity_output=_check_particle_reps(rep_in, rep_out, "egnn"))
+
 
 MODELS: dict[str, Callable] = {
-    "fno": lambda cfg, rep_in, rep_out: FNOBaseline(rep_in, rep_out, modes=cfg.modes,
-                                                    width=cfg.width, n_layers=cfg.n_layers),
-    "mpnn": lambda cfg, rep_in, rep_out: ParticleMPNN(
-        hidden=cfg.hidden, n_layers=cfg.n_layers, predict_velocity=isinstance(rep_out, tuple)),
+    "fno": _build_fno,
+    "grepsfno": _build_grepsfno,
+    "gfno-p4": _gfno_builder("p4", "gfno-p4"),
+    "gfno-p4m": _gfno_builder("p4m", "gfno-p4m"),
+    "mpnn": _build_mpnn,
+    "grepsnbody": _build_grepsnbody,
+    "egnn": _build_egnn,
 }
-"""Model builders by name: ``builder(model_config, rep_in, rep_out) -> nn.Module``."""
+"""Model builders by name: ``builder(model_config, rep_in, rep_out) -> nn.Module``.
+
+Fields (``rep_in``/``rep_out``: one :class:`~grepsnet_sciml.reps.Reps` each): ``fno``
+(neuraloperator FNO, not equivariant), ``grepsfno`` (:class:`GRepsFNO2d`, ``width x R``
+hidden channels of the data's group), ``gfno-p4``/``gfno-p4m`` (:class:`GFNO2d`, one scalar
+or pseudo-scalar field). Particles (``(T1, T1, T0)`` in, ``T1`` or ``(T1, T1)`` out):
+``mpnn`` (not rotation-equivariant), ``grepsnbody`` (:class:`GRepsNBody`), ``egnn``
+(:class:`EGNN`); with two outputs they also predict velocities (for rollouts).
+"""
 
 
 def register_model(name: str, builder: Callable) -> None:
@@ -243,7 +320,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Calla
                      "rep_out": [str(r) for r in (train_set.rep_out if isinstance(
                          train_set.rep_out, tuple) else (train_set.rep_out,))],
                      "group": repr(train_set.rep_in[0].group)}
-    meta = {"kind": kind, "experiment": config_to_dict(cfg), **meta_data}
+    meta = {"kind": kind, "experiment": config_to_dict(cfg), **meta_data,
+            "model": model_description(cfg, model, kind)}
     trainer = Trainer(model, train_set, cfg.train, valid_fn=valid_fn, meta=meta,
                       callbacks=callbacks)
     history = trainer.fit(resume=resume)
@@ -273,12 +351,68 @@ class LoadedModel:
     epoch: int
 
 
-def load_model(path) -> LoadedModel:
-    """Rebuild the trained model stored in checkpoint ``path`` (``best.pt``/``last.pt``)."""
+def _reps_strings(reps) -> list[str]:
+    return [str(r) for r in (reps if isinstance(reps, tuple) else (reps,))]
+
+
+def model_description(cfg: ExperimentConfig, model: NormalizedModel, kind: str) -> dict:
+    """What a checkpoint's weights belong to: model name, class and core types.
+
+    Stored as ``meta["model"]``; :func:`load_model` checks the rebuilt model against it.
+    """
+    core = model.core
+    return {"name": _resolve_name(cfg.model, kind),
+            "class": type(core).__name__, "rep_in": _reps_strings(core.rep_in),
+            "rep_out": _reps_strings(core.rep_out), "group": repr(_first_reps(core.rep_in).group)}
+
+
+def _first_reps(reps) -> Reps:
+    return reps[0] if isinstance(reps, tuple) else reps
+
+
+def _check_expected(path, stored: dict, name: str | None, rep_in, rep_out) -> None:
+    if name is not None and stored.get("name") != name:
+        raise ValueError(f"checkpoint: {path!r} holds a {stored.get('name')!r} model "
+                         f"({stored.get('class')}); expected {name!r}")
+    for label, want in (("rep_in", rep_in), ("rep_out", rep_out)):
+        if want is None:
+            continue
+        want_s = _reps_strings(want)
+        group = repr(_first_reps(want).group)
+        if want_s != stored.get(label) or group != stored.get("group"):
+            raise ValueError(
+                f"checkpoint: {path!r} holds a model with {label} {stored.get(label)} of "
+                f"{stored.get('group')}; expected {want_s} of {group}")
+
+
+def load_model(path, name: str | None = None, rep_in=None, rep_out=None) -> LoadedModel:
+    """Rebuild the trained model stored in checkpoint ``path`` (``best.pt``/``last.pt``).
+
+    Parameters
+    ----------
+    path : str
+        A checkpoint written by :func:`train`.
+    name : str, optional
+        Expected model name (a key of :data:`MODELS`).
+    rep_in, rep_out : Reps or tuple of Reps, optional
+        Expected types of the model's inputs/outputs (as the core model declares them).
+
+    Raises
+    ------
+    ValueError
+        If the checkpoint holds another model or other types than expected, or its weights
+        do not fit the model its description rebuilds; the message names both.
+    """
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta", {})
     if "kind" not in meta or "experiment" not in meta:
         raise ValueError(f"checkpoint: {path!r} lacks the model description (meta)")
+    stored = meta.get("model", {})
+    if stored:
+        _check_expected(path, stored, name, rep_in, rep_out)
+    elif name is not None or rep_in is not None or rep_out is not None:
+        raise ValueError(f"checkpoint: {path!r} has no model description to check against "
+                         f"name={name!r}, rep_in={rep_in}, rep_out={rep_out}")
     cfg = config_from_dict(meta["experiment"])
     if meta["kind"] == "field":
         layout = FieldLayout.from_json(meta["layout"])
@@ -290,6 +424,16 @@ def load_model(path) -> LoadedModel:
         outs = tuple(Reps(r, group) for r in meta["rep_out"])
         model = build_model(cfg, "particles", rep_in=rep_in,
                             rep_out=outs if len(outs) > 1 else outs[0])
-    model.load_state_dict(ckpt["model"])
+    if stored:
+        built = model_description(cfg, model, meta["kind"])
+        if built != stored:
+            raise ValueError(f"checkpoint: {path!r} describes {stored}, but its config rebuilds "
+                             f"{built}")
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"checkpoint: the weights in {path!r} do not fit the {type(model.core).__name__} "
+            f"its config describes (expected its state_dict keys and shapes): {err}") from err
     return LoadedModel(model.eval(), meta["kind"], cfg, layout, ckpt["epoch"])
 

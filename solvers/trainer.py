@@ -49,7 +49,10 @@ class TrainConfig:
     batch_size : int
         Global batch size (split evenly over DDP ranks).
     lr : float
-        Peak learning rate of the cosine schedule (stepped once per batch, down to 0).
+        Learning rate (the peak of the cosine schedule).
+    schedule : str
+        ``"cosine"`` (stepped once per batch, from ``lr`` down to 0 at the end of
+        ``epochs``) or ``"constant"``.
     weight_decay : float
         Decoupled (AdamW) or L2 (Adam) weight decay.
     optimizer : str
@@ -64,6 +67,16 @@ class TrainConfig:
         Show a tqdm bar with the live loss.
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+    time_budget_s : float
+        Wall-clock budget of the run in seconds (0: none). Training stops at the first
+        epoch boundary at or past the budget (the epoch in progress always finishes) and
+        that epoch's metrics row gets ``"stopped": "time_budget"``. The time counted is
+        wall time of the epochs (validation included) of every ``fit`` of the run,
+        ``elapsed`` in the metrics: it is stored in checkpoints, so a
+        resumed run goes on counting from where it stopped (resuming a run that used up
+        its budget trains no further epochs unless the budget is raised). With the cosine
+        schedule the learning rate then never reaches 0; use ``"constant"`` for
+        budget-bounded protocols.
     """
 
     out_dir: str = "runs/train"
@@ -77,6 +90,8 @@ class TrainConfig:
     grad_clip: float = 0.0
     progress: bool = True
     device: str = "auto"
+    schedule: str = "cosine"
+    time_budget_s: float = 0.0
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -89,6 +104,11 @@ class TrainConfig:
             raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay!r}")
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"optimizer: expected 'adam' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule: expected 'cosine' or 'constant', got {self.schedule!r}")
+        if not (self.time_budget_s >= 0 and math.isfinite(self.time_budget_s)):
+            raise ValueError(f"time_budget_s: expected a finite number >= 0 (0: no budget), "
+                             f"got {self.time_budget_s!r}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device: expected 'cpu', 'cuda' or 'auto', got {self.device!r}")
         get_loss(self.loss)
@@ -201,12 +221,17 @@ class Trainer:
         opt = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt(params, lr=config.lr, weight_decay=config.weight_decay)
         self.batches_per_epoch = len(train_set) // config.batch_size
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs * self.batches_per_epoch)
+        if config.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                self.optimizer, T_max=config.epochs * self.batches_per_epoch)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.ConstantLR(
+                self.optimizer, factor=1.0, total_iters=0)
         self.ddp_model = (torch.nn.parallel.DistributedDataParallel(self.model)
                           if self.distributed else self.model)
         self.epoch, self.step = 0, 0
         self.best = math.inf
+        self.elapsed = 0.0
         self.out_dir = config.out_dir
 
     # ---------------------------------------------------------------- checkpoints -----
@@ -236,6 +261,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "best": self.best,
+            "elapsed": self.elapsed,
             "config": dataclasses.asdict(self.config),
             "meta": self.meta,
         }
@@ -255,6 +281,7 @@ class Trainer:
         if ckpt["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         self.epoch, self.step, self.best = ckpt["epoch"], ckpt["step"], ckpt["best"]
+        self.elapsed = float(ckpt.get("elapsed", 0.0))
         return True
 
     # ---------------------------------------------------------------- training --------
@@ -301,6 +328,9 @@ class Trainer:
         main = self.rank == 0
         if main:
             os.makedirs(self.out_dir, exist_ok=True)
+        budget = cfg.time_budget_s
+        if budget and self.elapsed >= budget:
+            return history
         for epoch in range(self.epoch, cfg.epochs):
             self.model.train()
             start, total = time.perf_counter(), 0.0
@@ -340,6 +370,11 @@ class Trainer:
                 self.model.eval()
                 score = self._broadcast(self.valid_fn(self.model) if main else 0.0)
                 row["valid_error"] = score
+            self.elapsed += time.perf_counter() - start
+            row["elapsed"] = self.elapsed
+            stop = bool(budget) and self.elapsed >= budget and self.epoch < cfg.epochs
+            if stop:
+                row["stopped"] = "time_budget"
             improved = math.isfinite(score) and score < self.best
             if improved:
                 self.best = score
@@ -351,6 +386,8 @@ class Trainer:
                     save_atomic(self.state(), self.best_path)
                 with open(self.metrics_path, "a") as f:
                     f.write(json.dumps(row) + "\n")
+            if stop:
+                break
         return history
 
     def _broadcast(self, value: float) -> float:
