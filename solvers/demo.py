@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import config_from_dict
+from .compare import compare_job
+from .config import ExperimentConfig, config_from_dict
 from .experiment import train
-from .pipeline import JobConfig, diagnose_job, evaluate_job
 from .plots import write_json
 
 __all__ = ["DemoConfig", "run_demo"]
@@ -42,11 +42,15 @@ class DemoConfig:
     t_in : int
         History frames of the field surrogate.
     ns_epochs : int
+        Epochs of each NS surrogate.
+    grepsfno_width : int
+        Regular channels of GRepsFNO (``width x R``, 8 real channels each for D4).
     ns_rollout : int
         Rollout steps against the solver (past the ``ns_frames`` training horizon).
     particle_train, particle_test : int
         Charged-particle trajectories (``clean`` preset, 5 particles).
     particle_epochs : int
+        Epochs of each particle surrogate.
     particle_rollout : int
         Model steps of 1 time unit (the data spans 5).
     diagnose_steps : int
@@ -62,6 +66,7 @@ class DemoConfig:
     ns_frames: int = 20
     t_in: int = 4
     ns_epochs: int = 25
+    grepsfno_width: int = 6
     ns_rollout: int = 40
     particle_train: int = 160
     particle_test: int = 4
@@ -121,126 +126,182 @@ def _corr(value: float, horizon: int) -> str:
     return f"> {horizon} (never below)" if value == float("inf") else f"{value:g}"
 
 
+def _train_fresh(cfg) -> tuple[str, list[dict], float]:
+    """Train ``cfg`` from scratch; ``(best checkpoint, history, seconds)``."""
+    if os.path.exists(cfg.train.out_dir):
+        shutil.rmtree(cfg.train.out_dir)
+    clock = time.perf_counter()
+    _, history = train(cfg)
+    return os.path.join(cfg.train.out_dir, "best.pt"), history, time.perf_counter() - clock
+
+
+def _with_model(base: dict, name: str, out_dir: str, **model) -> ExperimentConfig:
+    values = {section: dict(table) for section, table in base.items()}
+    values["model"] = {"name": name, **model}
+    values["train"]["out_dir"] = out_dir
+    return config_from_dict(values)
+
+
+def _eq_last(diag, model: str) -> float:
+    return float(diag.equivariance_error.sel(model=model).isel(time=-1).max())
+
+
+def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
+    ns_train, ns_test = _ns_data(cfg, os.path.join(out, "data"))
+    modes = min(12, cfg.resolution // 4)
+    base = {
+        "data": {"train": ns_train, "t_in": cfg.t_in, "valid_rollout_steps": 8},
+        "train": {"epochs": cfg.ns_epochs, "batch_size": 16, "lr": 3e-3,
+                  "progress": cfg.progress, "device": "cpu"},
+    }
+    runs = {
+        "GRepsFNO": _with_model(base, "grepsfno", os.path.join(out, "ns", "train_grepsfno"),
+                                modes=modes, width=cfg.grepsfno_width, n_layers=4),
+        "FNO": _with_model(base, "fno", os.path.join(out, "ns", "train_fno"), modes=modes,
+                           width=24, n_layers=4),
+    }
+    ckpts, numbers = {}, {}
+    for name, run in runs.items():
+        ckpts[name], hist, seconds = _train_fresh(run)
+        numbers[name] = {"train_epochs": len(hist), "train_seconds": seconds,
+                         "final_train_loss": hist[-1]["train_loss"],
+                         "best_valid_rollout_error": hist[-1]["best"]}
+    ev, diag = compare_job(ckpts, ns_test, os.path.join(out, "ns"), cfg.ns_rollout,
+                           n_samples=cfg.ns_test, diagnose_steps=cfg.diagnose_steps,
+                           diagnose_samples=2)
+    for name in ckpts:
+        rel = ev.rel_l2.sel(model=name).mean("sample")
+        numbers[name].update({
+            "rel_l2_step1": float(rel[0]), "rel_l2_step10": float(rel[min(9, len(rel) - 1)]),
+            "rel_l2_last": float(rel[-1]),
+            "rel_l2_rollout": float(ev.rel_l2_rollout.sel(model=name).mean()),
+            "correlation_time": float(ev.correlation_time.sel(model=name).min()),
+            "equivariance_error_last_step": _eq_last(diag, name),
+            "transformed_test_error_last_step": float(
+                diag.transformed_error.sel(model=name).isel(time=-1).max()),
+        })
+    numbers["solver"] = {"equivariance_error_last_step": _eq_last(diag, "solver")}
+    names = list(ckpts)
+    lines += [
+        "## 2D Navier-Stokes, NS-Sym forcing (D4 with shifted reflections)", "",
+        f"{cfg.ns_train} trajectories of {cfg.ns_frames} frames at {cfg.resolution}x"
+        f"{cfg.resolution} (viscosity {cfg.viscosity}); surrogates: GRepsFNO (exactly "
+        f"D4-equivariant, {cfg.grepsfno_width}xR hidden channels, {modes} modes) and "
+        f"neuraloperator's FNO (reference, not equivariant, width 24), {cfg.t_in} history "
+        f"frames -> next frame, {cfg.ns_epochs} epochs each on the same data. Rollout of "
+        f"{cfg.ns_rollout} steps from {cfg.ns_test} test states, against the pseudo-spectral "
+        f"solver from the same states (training trajectories span {cfg.ns_frames} time "
+        "units).", "",
+        "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+    ]
+    rows = [("relative L2, step 1", "rel_l2_step1"), ("relative L2, step 10", "rel_l2_step10"),
+            (f"relative L2, step {cfg.ns_rollout}", "rel_l2_last"),
+            ("relative L2 over the whole rollout", "rel_l2_rollout")]
+    for label, key in rows:
+        lines.append(f"| {label} | " + " | ".join(_fmt(numbers[n][key]) for n in names) + " |")
+    lines += [
+        "| correlation time (first time < 0.8, earliest sample) | " + " | ".join(
+            _corr(numbers[n]["correlation_time"], cfg.ns_rollout) for n in names) + " |",
+        f"| equivariance error at step {cfg.diagnose_steps} (max over the declared "
+        "elements) | " + " | ".join(
+            f"{numbers[n]['equivariance_error_last_step']:.2e}" for n in names) + " |",
+        f"| error on the transformed test set at step {cfg.diagnose_steps} (max) | " +
+        " | ".join(_fmt(numbers[n]["transformed_test_error_last_step"]) for n in names) + " |",
+        "| training time (s) | " + " | ".join(
+            f"{numbers[n]['train_seconds']:.0f}" for n in names) + " |",
+        "", f"The solver's own equivariance error at step {cfg.diagnose_steps}: "
+        f"{numbers['solver']['equivariance_error_last_step']:.2e}.", "",
+        "![error vs time](ns/error_vs_time.png)", "",
+        "![equivariance error](ns/equivariance_error.png)", "",
+        "![transformed test error](ns/transformed_test_error.png)", "",
+        "![snapshots](ns/snapshots.png)", "", "![spectra](ns/spectra.png)", ""]
+    return numbers
+
+
+def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
+    p_train, p_test = _particle_data(cfg, os.path.join(out, "data"))
+    base = {
+        "data": {"train": p_train, "input_frames": list(range(0, 31, 2)), "delta": 10,
+                 "predict_velocity": True, "valid_rollout_steps": 4},
+        "train": {"epochs": cfg.particle_epochs, "batch_size": 64, "lr": 2e-3,
+                  "loss": "mse", "progress": cfg.progress, "device": "cpu"},
+    }
+    pdir = os.path.join(out, "particles")
+    runs = {
+        "GRepsNBody": _with_model(base, "grepsnbody", os.path.join(pdir, "train_grepsnbody"),
+                                  hidden=64, n_layers=2),
+        "EGNN": _with_model(base, "egnn", os.path.join(pdir, "train_egnn"), hidden=64,
+                            n_layers=4),
+    }
+    ckpts, numbers = {}, {}
+    for name, run in runs.items():
+        ckpts[name], hist, seconds = _train_fresh(run)
+        numbers[name] = {"train_epochs": len(hist), "train_seconds": seconds,
+                         "final_train_loss": hist[-1]["train_loss"]}
+    steps = min(cfg.diagnose_steps, cfg.particle_rollout)
+    ev, diag = compare_job(ckpts, p_test, pdir, cfg.particle_rollout,
+                           n_samples=cfg.particle_test, diagnose_steps=steps,
+                           diagnose_samples=2)
+    for name in ckpts:
+        mse = ev.position_mse.sel(model=name).mean("sample")
+        numbers[name].update({
+            "position_mse_per_step": [float(v) for v in mse],
+            "energy_drift_last": float(np.abs(ev.energy_drift.sel(model=name).isel(time=-1))
+                                       .mean()),
+            "momentum_drift_last": float(ev.momentum_drift.sel(model=name).isel(time=-1)
+                                         .mean()),
+            "equivariance_error_per_step": [
+                float(v) for v in diag.equivariance_error.sel(model=name).max("element")],
+        })
+    numbers["solver"] = {"equivariance_error_per_step": [
+        float(v) for v in diag.equivariance_error.sel(model="solver").max("element")]}
+    names = list(ckpts)
+    lines += [
+        "## Charged particles (5 bodies, `clean` preset, E(3) x S_n)", "",
+        f"{cfg.particle_train} trajectories; surrogates: GRepsNBody (G-RepsNet, exactly "
+        "E(3) x S_n-equivariant) and EGNN (Satorras et al. 2021, equivariant baseline), both "
+        "predicting positions and velocities 1 time unit (10 frames) ahead, "
+        f"{cfg.particle_epochs} epochs each. Rollout of {cfg.particle_rollout} steps "
+        f"({cfg.particle_rollout} time units; the data spans 5) against the velocity-Verlet "
+        "solver.", "",
+        "Position MSE per horizon (mean over samples):", "",
+        "| step | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+    ]
+    for k in range(cfg.particle_rollout):
+        lines.append(f"| {k + 1} | " + " | ".join(
+            _fmt(numbers[n]["position_mse_per_step"][k]) for n in names) + " |")
+    lines += ["", "Equivariance error per step (max over 8 random E(3) x S_n elements, "
+              "float64):", "", "| step | " + " | ".join(names + ["solver"]) + " |",
+              "|---|" + "---|" * (len(names) + 1)]
+    for k in range(steps):
+        lines.append(f"| {k + 1} | " + " | ".join(
+            f"{numbers[n]['equivariance_error_per_step'][k]:.2e}"
+            for n in names + ["solver"]) + " |")
+    lines += [
+        "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
+        "| abs. relative energy drift, last step | " + " | ".join(
+            _fmt(numbers[n]["energy_drift_last"]) for n in names) + " |",
+        "| momentum drift, last step | " + " | ".join(
+            _fmt(numbers[n]["momentum_drift_last"]) for n in names) + " |",
+        "| training time (s) | " + " | ".join(
+            f"{numbers[n]['train_seconds']:.0f}" for n in names) + " |",
+        "", "![trajectories](particles/trajectories.png)", "",
+        "![error vs time](particles/error_vs_time.png)", "",
+        "![energy drift](particles/energy_drift.png)", "",
+        "![equivariance error](particles/equivariance_error.png)", ""]
+    return numbers
+
+
 def run_demo(cfg: DemoConfig | None = None) -> str:
     """Run the demo; returns the path of ``report.md``."""
     cfg = cfg or DemoConfig()
     out = cfg.out_dir
-    data_dir = os.path.join(out, "data")
-    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(os.path.join(out, "data"), exist_ok=True)
     clock = time.perf_counter()
     lines = ["# grepsnet demo", ""]
     summary = {"config": dataclasses.asdict(cfg)}
-
-    # ----- Navier-Stokes (NS-Sym) ---------------------------------------------------------
-    ns_train, ns_test = _ns_data(cfg, data_dir)
-    ns_cfg = config_from_dict({
-        "data": {"train": ns_train, "t_in": cfg.t_in, "valid_rollout_steps": 8},
-        "model": {"name": "fno", "modes": min(12, cfg.resolution // 4), "width": 24,
-                  "n_layers": 4},
-        "train": {"out_dir": os.path.join(out, "ns", "train"), "epochs": cfg.ns_epochs,
-                  "batch_size": 16, "lr": 3e-3, "progress": cfg.progress, "device": "cpu"},
-    })
-    if os.path.exists(ns_cfg.train.out_dir):
-        shutil.rmtree(ns_cfg.train.out_dir)
-    _, ns_hist = train(ns_cfg)
-    ckpt = os.path.join(ns_cfg.train.out_dir, "best.pt")
-    ev = evaluate_job(JobConfig(checkpoint=ckpt, data=ns_test, out_dir=os.path.join(out, "ns"),
-                                n_steps=cfg.ns_rollout, n_samples=cfg.ns_test), "FNO")
-    diag = diagnose_job(JobConfig(checkpoint=ckpt, data=ns_test,
-                                  out_dir=os.path.join(out, "ns"), n_steps=cfg.diagnose_steps,
-                                  n_samples=2), "FNO")
-    rel = ev.rel_l2.sel(model="FNO").mean("sample")
-    ns_numbers = {
-        "train_epochs": len(ns_hist), "final_train_loss": ns_hist[-1]["train_loss"],
-        "best_valid_rollout_error": ns_hist[-1]["best"],
-        "rel_l2_step1": float(rel[0]), "rel_l2_step10": float(rel[min(9, len(rel) - 1)]),
-        "rel_l2_last": float(rel[-1]),
-        "rel_l2_rollout": float(ev.rel_l2_rollout.mean()),
-        "correlation_time": float(ev.correlation_time.min()),
-        "equivariance_error_last_step": {
-            str(m): float(diag.equivariance_error.sel(model=m).isel(time=-1).max())
-            for m in diag.model.values},
-        "transformed_test_error_last_step": {
-            str(m): float(diag.transformed_error.sel(model=m).isel(time=-1).max())
-            for m in diag.model.values},
-    }
-    summary["navier_stokes"] = ns_numbers
-    lines += [
-        "## 2D Navier-Stokes, NS-Sym forcing (D4 with shifted reflections)", "",
-        f"{cfg.ns_train} trajectories of {cfg.ns_frames} frames at {cfg.resolution}x"
-        f"{cfg.resolution} (viscosity {cfg.viscosity}); surrogate: neuraloperator FNO "
-        f"(reference, not equivariant), {cfg.t_in} history frames -> next frame, "
-        f"{len(ns_hist)} epochs. Rollout of {cfg.ns_rollout} steps from "
-        f"{cfg.ns_test} test states, against the pseudo-spectral solver from the same states "
-        f"(training trajectories span {cfg.ns_frames} time units).", "",
-        "| metric | value |", "|---|---|",
-        f"| relative L2, step 1 | {_fmt(ns_numbers['rel_l2_step1'])} |",
-        f"| relative L2, step 10 | {_fmt(ns_numbers['rel_l2_step10'])} |",
-        f"| relative L2, step {cfg.ns_rollout} | {_fmt(ns_numbers['rel_l2_last'])} |",
-        f"| relative L2 over the whole rollout | {_fmt(ns_numbers['rel_l2_rollout'])} |",
-        f"| correlation time (first time < 0.8, earliest sample) | "
-        f"{_corr(ns_numbers['correlation_time'], cfg.ns_rollout)} |",
-    ]
-    for m, v in ns_numbers["equivariance_error_last_step"].items():
-        lines.append(f"| equivariance error of {m} at step {cfg.diagnose_steps} (max over "
-                     f"elements) | {v:.2e} |")
-    lines += ["", "![error vs time](ns/error_vs_time.png)", "",
-              "![equivariance error](ns/equivariance_error.png)", "",
-              "![transformed test error](ns/transformed_test_error.png)", "",
-              "![snapshots](ns/snapshots.png)", "", "![spectra](ns/spectra.png)", ""]
-
-    # ----- charged particles ---------------------------------------------------------------
-    p_train, p_test = _particle_data(cfg, data_dir)
-    p_cfg = config_from_dict({
-        "data": {"train": p_train, "input_frames": list(range(0, 31, 2)), "delta": 10,
-                 "predict_velocity": True, "valid_rollout_steps": 4},
-        "model": {"name": "mpnn", "hidden": 64, "n_layers": 3},
-        "train": {"out_dir": os.path.join(out, "particles", "train"),
-                  "epochs": cfg.particle_epochs, "batch_size": 64, "lr": 2e-3,
-                  "loss": "mse", "progress": cfg.progress, "device": "cpu"},
-    })
-    if os.path.exists(p_cfg.train.out_dir):
-        shutil.rmtree(p_cfg.train.out_dir)
-    _, p_hist = train(p_cfg)
-    ckpt = os.path.join(p_cfg.train.out_dir, "best.pt")
-    pdir = os.path.join(out, "particles")
-    evp = evaluate_job(JobConfig(checkpoint=ckpt, data=p_test, out_dir=pdir,
-                                 n_steps=cfg.particle_rollout, n_samples=cfg.particle_test),
-                       "MPNN")
-    diagp = diagnose_job(JobConfig(checkpoint=ckpt, data=p_test, out_dir=pdir,
-                                   n_steps=min(cfg.diagnose_steps, cfg.particle_rollout),
-                                   n_samples=2), "MPNN")
-    mse = evp.position_mse.sel(model="MPNN").mean("sample")
-    p_numbers = {
-        "train_epochs": len(p_hist), "final_train_loss": p_hist[-1]["train_loss"],
-        "position_mse_step1": float(mse[0]), "position_mse_last": float(mse[-1]),
-        "energy_drift_last": float(np.abs(evp.energy_drift.isel(time=-1)).mean()),
-        "momentum_drift_last": float(evp.momentum_drift.isel(time=-1).mean()),
-        "equivariance_error_last_step": {
-            str(m): float(diagp.equivariance_error.sel(model=m).isel(time=-1).max())
-            for m in diagp.model.values},
-    }
-    summary["particles"] = p_numbers
-    lines += [
-        "## Charged particles (5 bodies, `clean` preset, E(3) x S_n)", "",
-        f"{cfg.particle_train} trajectories; surrogate: plain message-passing network "
-        f"(reference, permutation- but not rotation-equivariant) predicting positions and "
-        f"velocities 1 time unit (10 frames) ahead, {len(p_hist)} epochs. Rollout of "
-        f"{cfg.particle_rollout} steps ({cfg.particle_rollout} time units; the data spans 5) "
-        "against the velocity-Verlet solver.", "",
-        "| metric | value |", "|---|---|",
-        f"| position MSE, step 1 | {_fmt(p_numbers['position_mse_step1'])} |",
-        f"| position MSE, step {cfg.particle_rollout} | {_fmt(p_numbers['position_mse_last'])} |",
-        f"| abs. relative energy drift, last step | {_fmt(p_numbers['energy_drift_last'])} |",
-        f"| momentum drift, last step | {_fmt(p_numbers['momentum_drift_last'])} |",
-    ]
-    for m, v in p_numbers["equivariance_error_last_step"].items():
-        lines.append(f"| equivariance error of {m} (max over 8 random E(3) x S_n elements) "
-                     f"| {v:.2e} |")
-    lines += ["", "![error vs time](particles/error_vs_time.png)", "",
-              "![energy drift](particles/energy_drift.png)", "",
-              "![trajectories](particles/trajectories.png)", "",
-              "![equivariance error](particles/equivariance_error.png)", ""]
+    summary["navier_stokes"] = _ns_part(cfg, out, lines)
+    summary["particles"] = _particle_part(cfg, out, lines)
     summary["seconds"] = time.perf_counter() - clock
     lines += [f"Total time: {summary['seconds']:.0f} s. Numbers: `summary.json`.", ""]
     report = os.path.join(out, "report.md")

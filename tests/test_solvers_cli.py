@@ -80,5 +80,13 @@ def test_demo_small(tmp_path):
     assert main(["demo", "--small", "--quiet", "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
     assert "ns/equivariance_error.png" in report and (tmp_path / "ns" / "spectra.png").exists()
+    assert "particles/trajectories.png" in report and "GRepsNBody" in report
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["navier_stokes"]["equivariance_error_last_step"]["solver"] < 1e-10
+    ns, particles = summary["navier_stokes"], summary["particles"]
+    assert ns["solver"]["equivariance_error_last_step"] < 1e-10
+    # GRepsFNO is exactly equivariant (float64 rollout); the FNO beside it is not
+    assert ns["GRepsFNO"]["equivariance_error_last_step"] < 1e-10
+    assert ns["FNO"]["equivariance_error_last_step"] > 1e-4
+    for name in ("GRepsNBody", "EGNN"):
+        assert len(particles[name]["position_mse_per_step"]) == 6
+        assert max(particles[name]["equivariance_error_per_step"]) < 1e-10

@@ -3,12 +3,17 @@
 Each benchmark is one sub-subcommand, added by a ``_add_<name>(subparsers)`` function
 listed in :data:`BENCHMARKS`; it sets ``func`` to a small function that calls one library
 function, prints a table and returns an exit status. ``grepsnet bench synthetic`` calls
-:func:`grepsnet_sciml.synthetic.run_synthetic_benchmark`.
+:func:`grepsnet_sciml.synthetic.run_synthetic_benchmark`, ``grepsnet bench ns``
+:func:`grepsnet_sciml.benchmarks.ns.run` (or ``time_models``) and ``grepsnet bench nbody``
+:func:`grepsnet_sciml.benchmarks.nbody.run`. The scripts ``benchmarks/ns.py`` and
+``benchmarks/nbody.py`` are these commands with their results next to the script.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+from pathlib import Path
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
@@ -64,7 +69,121 @@ def _add_synthetic(subparsers) -> None:
     p.set_defaults(func=_run_synthetic)
 
 
-BENCHMARKS = (_add_synthetic,)
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _run_ns(args: argparse.Namespace) -> int:
+    from ..benchmarks import ns
+
+    if args.timing_only:
+        result = ns.time_models(args.protocol, args.preset, args.models, args.repeats,
+                                args.out, args.threads)
+        print(result["table"])
+        return 0
+    result = ns.run(args.protocol, args.preset, args.models, args.seeds, args.cache,
+                    args.out, args.device, args.threads, not args.no_progress)
+    print(ns.format_table(result["summary"]))
+    for kind, path in result["files"].items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _add_ns(subparsers) -> None:
+    from ..benchmarks.ns import MODELS, PRESET_GROUPS, PROTOCOLS
+
+    p = subparsers.add_parser(
+        "ns", help="Navier-Stokes: GRepsFNO vs G-FNO (p4, p4m), FNO, FNO + augmentation",
+        description="Train every model at matched parameter counts on generated NS(-Sym) "
+        "data and print test error, rotated test error, equivariance errors, long-rollout "
+        "errors and timings; write ns_<protocol>_<preset>.{json,md,png} to --out. "
+        "Protocols: paper (G-FNO's, GPU), quick (2 CPU cores), smoke, tiny.")
+    p.add_argument("--protocol", default="quick", choices=list(PROTOCOLS),
+                   help="sizes (default %(default)s)")
+    p.add_argument("--preset", default="ns-sym", choices=list(PRESET_GROUPS),
+                   help="forcing (default %(default)s)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
+                   help="subset of models (default all)")
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="comma-separated seeds (default: the protocol's)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="data cache folder (default runs/ns_data)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks") / "results",
+                   help="results folder (default %(default)s)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="torch threads (default 1)")
+    p.add_argument("--timing-only", action="store_true",
+                   help="only time forward/backward per batch at matched parameters")
+    p.add_argument("--repeats", type=_positive_int, default=5,
+                   help="timing rounds with --timing-only (default 5)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(func=_run_ns)
+
+
+def _run_nbody(args: argparse.Namespace) -> int:
+    from ..benchmarks import nbody
+
+    overrides = {}
+    for key, value in (("budget_s", args.budget), ("rollout_budget_s", args.rollout_budget),
+                       ("seeds", args.seeds), ("threads", args.threads),
+                       ("max_epochs", args.epochs), ("n_train", args.n_train)):
+        if value is not None:
+            overrides[key] = value
+    if args.no_rollout:
+        overrides["rollout"] = False
+    results = nbody.run(args.protocol, cache=args.cache, out_dir=args.out, **overrides)
+    print(nbody.format_table(results))
+    return 0
+
+
+def _add_nbody(subparsers) -> None:
+    from ..benchmarks.nbody import CACHE, PROTOCOLS, RESULTS
+
+    p = subparsers.add_parser(
+        "nbody", help="charged 5-body task: GRepsNBody vs EGNN",
+        description="Train GRepsNBody and EGNN on EGNN's charged 5-body task (same "
+        "wall-clock budget each in the quick protocol) and print test MSE, timings, "
+        "equivariance errors and long-rollout errors; write nbody_<protocol>.{json,md,png} "
+        "to --out. Protocols: quick (2 CPU cores), paper (EGNN's, GPU), smoke.")
+    p.add_argument("--protocol", default="quick", choices=list(PROTOCOLS),
+                   help="settings (default %(default)s)")
+    p.add_argument("--budget", type=_positive_float, default=None,
+                   help="training seconds per model and seed (default: the protocol's)")
+    p.add_argument("--rollout-budget", type=_positive_float, default=None,
+                   help="training seconds of the (x, v) models for the rollout")
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="comma-separated seeds (default: the protocol's)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch threads")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="most epochs per model and seed")
+    p.add_argument("--n-train", type=_positive_int, default=None,
+                   help="training trajectories")
+    p.add_argument("--no-rollout", action="store_true", help="skip the long rollouts")
+    p.add_argument("--cache", type=Path, default=CACHE,
+                   help="data cache folder (default %(default)s)")
+    p.add_argument("--out", type=Path, default=RESULTS,
+                   help="results folder (default %(default)s)")
+    p.set_defaults(func=_run_nbody)
+
+
+BENCHMARKS = (_add_synthetic, _add_ns, _add_nbody)
 """Functions adding one ``grepsnet bench`` sub-subcommand each, in help order."""
 
 

@@ -15,7 +15,7 @@ def _demo(args: argparse.Namespace) -> int:
         cfg = DemoConfig(out_dir=args.out, progress=not args.quiet, resolution=16, ns_train=6,
                          ns_test=2, ns_frames=8, t_in=2, ns_epochs=2, ns_rollout=12,
                          particle_train=16, particle_test=2, particle_epochs=2,
-                         particle_rollout=6, diagnose_steps=3)
+                         particle_rollout=6, diagnose_steps=3, grepsfno_width=2)
     report = run_demo(cfg)
     print(f"demo report: {report}")
     return 0
