@@ -26,9 +26,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo", help="end-to-end demo: data, training, far rollout, evaluation, report",
         description="On a fresh machine: generate a small NS-Sym dataset and a charged-"
-        "particle dataset, train the reference surrogates, roll them out past the training "
-        "horizon, evaluate them against the numerical solvers, measure their symmetry "
-        "consistency, and write figures and report.md into OUT (a few minutes on 2 CPUs).")
+        "particle dataset, train GRepsFNO beside FNO and GRepsNBody beside EGNN, roll them "
+        "out past the training horizon, evaluate them against the numerical solvers, "
+        "measure their symmetry consistency step by step, and write figures and report.md "
+        "into OUT (about 5 minutes on 2 CPUs).")
     p.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
     p.add_argument("--small", action="store_true",
                    help="a tiny run (seconds) that checks the pipeline, not the results")
