@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
-
-import tomllib
 
 from .trainer import TrainConfig
 

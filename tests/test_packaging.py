@@ -12,10 +12,22 @@ IMPORT_CHECK = (
     "import importlib, json, sys; "
     f"mods = [importlib.import_module(n) for n in {SUBPACKAGES!r}]; "
     "print(json.dumps([m.__file__ for m in mods])); "
+    "from grepsnet_sciml.cli import build_parser; build_parser(); "
     "sys.exit('a top-level datasets module is installed' "
     "if importlib.util.find_spec('datasets') and "
     "'grepsnet' in (importlib.util.find_spec('datasets').origin or '') else 0)"
 )
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {"grepsnet_sciml.datasets", "grepsnet_sciml.solvers"}
+    for init in (ROOT / "grepsnet_sciml").rglob("__init__.py"):
+        found.add(".".join(init.parent.relative_to(ROOT).parts))
+    assert found == listed
 
 
 def test_editable_install_imports_all_subpackages():
