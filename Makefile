@@ -30,8 +30,13 @@ test-slow: venv
 demo: venv
 	OMP_NUM_THREADS=1 $(BIN)/grepsnet demo
 
+# The CPU benchmarks of the core, the generators and the solver stack (tables + JSON in
+# benchmarks/results/); `grepsnet bench ns|nbody` run the model comparisons (long).
 bench: venv
-	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/synthetic.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/synthetic.py --size quick
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/generate_ns.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/generate_particles.py --threads 2
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/solvers.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info runs
