@@ -477,7 +477,10 @@ def write(results: dict, out_dir: Path, protocol: str) -> None:
         axes[1].plot(hs, mse, "o-", label=name)
     axes[1].set(xlabel="rollout length (x 1000 steps)", ylabel="position MSE", yscale="log",
                 title="rollout from frame 30")
-    axes[1].legend()
+    if results.get("rollout"):
+        axes[1].legend()
+    else:
+        axes[1].set_axis_off()
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".png")
     os.close(fd)
