@@ -51,7 +51,13 @@ from ._files import (
     positive_int,
     remove,
 )
-from .storage import local_cluster, open_dataset, workspace_of, write_dataset
+from .storage import (
+    local_cluster,
+    open_dataset,
+    require_finished,
+    workspace_of,
+    write_dataset,
+)
 
 __all__ = [
     "SPLITS",
@@ -372,14 +378,7 @@ def open_splits(path: str | os.PathLike) -> dict[str, xr.Dataset]:
     FileNotFoundError, ValueError
         ``path`` missing, unfinished, holding no split store, or a store not ours.
     """
-    path = Path(path)
-    if not path.exists():
-        if workspace_of(path).exists():
-            raise ValueError(
-                f"{path}: generation has not finished (its workspace {workspace_of(path)} "
-                "exists); rerun the same command to complete it"
-            )
-        raise FileNotFoundError(f"{path}: no such directory of splits")
+    path = require_finished(path, "directory of splits")
     found = {}
     for s in SPLITS:
         for suffix in (".zarr", ".nc"):

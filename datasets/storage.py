@@ -73,6 +73,7 @@ __all__ = [
     "local_cluster",
     "open_dataset",
     "read_manifest",
+    "require_finished",
     "storage_format",
     "validate_dataset",
     "workspace_of",
@@ -100,6 +101,27 @@ def workspace_of(path: str | os.PathLike) -> Path:
     """The workspace ``PATH.partial`` in which ``path`` is built."""
     path = Path(path)
     return path.with_name(path.name + ".partial")
+
+
+def require_finished(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a Path, if generation there has finished.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is missing but its workspace exists (an interrupted run).
+    FileNotFoundError
+        Nothing at ``path``; ``what`` names what was expected there.
+    """
+    path = Path(path)
+    if not path.exists():
+        if workspace_of(path).exists():
+            raise ValueError(
+                f"{path}: generation has not finished (its workspace {workspace_of(path)} "
+                "exists); rerun the same command to complete it"
+            )
+        raise FileNotFoundError(f"{path}: no such {what}")
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,14 +635,7 @@ def open_dataset(path: str | os.PathLike, chunks: Mapping | None = None) -> xr.D
         ``path`` is unfinished (its workspace exists), unreadable, or lacks the attrs of a
         grepsnet-sciml dataset (``kind``, ``group``, ``representations``).
     """
-    path = Path(path)
-    if not path.exists():
-        if workspace_of(path).exists():
-            raise ValueError(
-                f"{path}: generation has not finished (its workspace {workspace_of(path)} "
-                "exists); rerun the same command to complete it"
-            )
-        raise FileNotFoundError(f"{path}: no such dataset")
+    path = require_finished(path, "dataset")
     chunks = {} if chunks is None else dict(chunks)
     try:
         if path.is_dir():

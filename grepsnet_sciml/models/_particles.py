@@ -23,9 +23,14 @@ tensor([[1, 2, 3],
 from __future__ import annotations
 
 import torch
+from torch import nn
+
+from ..groups import O
+from ..reps import Reps
 
 __all__ = [
     "GRAPHS",
+    "ParticlePredictor",
     "aggregate",
     "check_inputs",
     "edge_linear",
@@ -36,6 +41,28 @@ __all__ = [
 
 GRAPHS = ("full", "knn", "radius")
 """Neighbour graphs the particle models accept."""
+
+_VECTOR = Reps("T1", O(3))
+
+
+class ParticlePredictor(nn.Module):
+    """What a particle model maps, as :func:`~grepsnet_sciml.testing.assert_equivariant` reads it.
+
+    ``forward(positions, velocities, charges)``: ``rep_in = (T1, T1, T0)`` per particle over
+    O(3), particles along axis 1, positions (input 0, output 0) translate. ``rep_out`` is
+    ``T1`` (positions), or ``(T1, T1)`` (positions, velocities) when ``velocity_output``.
+    """
+
+    rep_in = (_VECTOR, _VECTOR, Reps("T0", O(3)))
+    particle_axis = 1
+    translation_equivariant = True
+    translation_inputs = (0,)
+    translation_outputs = (0,)
+    velocity_output = False
+
+    @property
+    def rep_out(self) -> Reps | tuple[Reps, Reps]:
+        return (_VECTOR, _VECTOR) if self.velocity_output else _VECTOR
 
 
 def check_inputs(

@@ -30,9 +30,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..groups import O
-from ..reps import Reps
 from ._particles import (
+    ParticlePredictor,
     aggregate,
     check_inputs,
     edge_linear,
@@ -90,7 +89,7 @@ class EGNNLayer(nn.Module):
         return h, x
 
 
-class EGNN(nn.Module):
+class EGNN(ParticlePredictor):
     """EGNN N-body predictor: ``(positions, velocities, charges) -> positions``.
 
     Group O(3) with translations and particle permutations;
@@ -124,13 +123,6 @@ class EGNN(nn.Module):
     it is left out here, so every parameter receives a gradient (about 12k fewer parameters).
     """
 
-    rep_in = (Reps("T1", O(3)), Reps("T1", O(3)), Reps("T0", O(3)))
-    rep_out = Reps("T1", O(3))
-    particle_axis = 1
-    translation_equivariant = True
-    translation_inputs = (0,)
-    translation_outputs = (0,)
-
     def __init__(
         self,
         hidden: int = 64,
@@ -152,7 +144,6 @@ class EGNN(nn.Module):
         )
         self.velocity_output = bool(velocity_output)
         if self.velocity_output:
-            self.rep_out = (Reps("T1", O(3)), Reps("T1", O(3)))
             self.velocity_readout = nn.Sequential(
                 nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2)
             )

@@ -50,9 +50,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..groups import O
-from ..reps import Reps
-from ._particles import check_inputs, edge_linear, gather_neighbours, neighbour_graph
+from ._particles import (
+    ParticlePredictor,
+    check_inputs,
+    edge_linear,
+    gather_neighbours,
+    neighbour_graph,
+)
 
 __all__ = ["GRepsNBody", "GRepsNBodyLayer", "structure_contraction"]
 
@@ -222,7 +226,7 @@ def _sum(x: torch.Tensor, axis: int) -> torch.Tensor:
     return x.sum(axis)
 
 
-class GRepsNBody(nn.Module):
+class GRepsNBody(ParticlePredictor):
     """G-RepsNet N-body predictor: ``(positions, velocities, charges) -> positions``.
 
     Group O(3) with translations and particle permutations;
@@ -260,13 +264,6 @@ class GRepsNBody(nn.Module):
     output ``(batch, n, 3)`` (twice with ``velocity_output``).
     """
 
-    rep_in = (Reps("T1", O(3)), Reps("T1", O(3)), Reps("T0", O(3)))
-    rep_out = Reps("T1", O(3))
-    particle_axis = 1
-    translation_equivariant = True
-    translation_inputs = (0,)
-    translation_outputs = (0,)
-
     def __init__(
         self,
         hidden: int = 64,
@@ -298,7 +295,6 @@ class GRepsNBody(nn.Module):
         )
         self.velocity_output = bool(velocity_output)
         if self.velocity_output:
-            self.rep_out = (Reps("T1", O(3)), Reps("T1", O(3)))
             self.velocity_readout = nn.Linear(hidden, vectors)
 
     def forward(
