@@ -31,11 +31,23 @@ Also reported per model: parameters, forward time per batch of 100 (median, no g
 the models timed alternately), training time per epoch, the equivariance error on test
 inputs (random O(3) elements, translations, permutations; float32 and float64), and the
 trivial predictors ``x_0`` (no motion) and ``x_0 + T v_0``. Long horizon: models with a
-velocity head (``velocity_output=True``, loss ``MSE(x) + MSE(v)``, same budget) are rolled
-out 2, 5 and 10 times from frame 30 of a separate split simulated for 15000 steps with its
-own seed; reported are the position MSE against the simulator per horizon and the mean
-absolute energy error ``|E_model - E_sim|`` (and the simulator's own drift from the start,
-since the force clipping of the ``egnn`` physics does not conserve energy).
+velocity head (``velocity_output=True``, loss ``MSE(x) + MSE(v)``, ``rollout_budget_s``,
+7.5 minutes in ``quick``) are trained on each of ``rollout_presets`` (``egnn``, and
+``clean``: the same system with a softened, unclipped, energy-conserving force) and rolled
+out 2, 5 and 10 times from frame 30 of a separate split of that physics simulated for 15000
+steps with its own seed; reported are the position MSE against the simulator per horizon
+and the mean absolute energy error ``|E_model - E_sim|`` (and the simulator's own drift from
+the start: the force clipping of the ``egnn`` physics does not conserve energy).
+
+All training clips the global gradient norm at ``grad_clip`` (1.0; both models alike):
+without it GRepsNBody's loss overflowed to NaN after about 340 epochs in a 15-minute run.
+:func:`merge` joins runs made with the same settings for different models (e.g. one process
+per model, each pinned to one core, to run both side by side) and times their forward passes
+together::
+
+    grepsnet bench nbody --protocol quick --models GRepsNBody --threads 1 --out runs/a &
+    grepsnet bench nbody --protocol quick --models EGNN --threads 1 --out runs/b
+    grepsnet bench nbody --merge runs/a/nbody_quick.json runs/b/nbody_quick.json
 
 Writes ``benchmarks/results/nbody_{protocol}.json`` (all numbers and settings),
 ``.md`` (the table) and ``.png`` (validation curves and rollout error per horizon) under the
@@ -94,9 +106,11 @@ class Protocol:
     long_steps: int = 15000
     horizons: tuple[int, ...] = (1, 2, 5, 10)
     rollout: bool = True
-    rollout_budget_s: float | None = 900.0
+    rollout_presets: tuple[str, ...] = ("egnn", "clean")
+    rollout_budget_s: float | None = 450.0
     rollout_max_epochs: int = 10000
     threads: int = 2
+    grad_clip: float | None = 1.0
     device: str = "cpu"
     models: tuple[str, ...] = ("GRepsNBody", "EGNN")
 
@@ -127,21 +141,23 @@ def _atomic_savez(path: Path, **arrays) -> None:
         raise
 
 
-def load_task(p: Protocol, cache: Path) -> dict[str, dict[str, np.ndarray]]:
+def load_task(p: Protocol, cache: Path, preset: str = "egnn") -> dict[str, dict[str, np.ndarray]]:
     """Frames ``input_frame`` and ``target_frame`` of the three splits (cached ``.npz``).
 
     Returns ``{split: {"x": (N, 2, n, 3), "v": (N, 2, n, 3), "q": (N, n)}}`` with the input
-    frame first. Split ``s`` holds samples ``0 .. n_s - 1`` of that split of the stream.
+    frame first. Split ``s`` holds samples ``0 .. n_s - 1`` of that split of the stream of
+    ``preset`` (``"egnn"``: the benchmark's physics; ``"clean"``: the same system with a
+    softened, unclipped force; both store a frame every 100 steps).
     """
     frames = [p.input_frame, p.target_frame]
     out = {}
     for split, n in (("train", p.n_train), ("valid", p.n_valid), ("test", p.n_test)):
         path = cache / (
-            f"egnn_seed{p.data_seed}_{split}{n}_of{p.stream_train}-{p.stream_valid}"
+            f"{preset}_seed{p.data_seed}_{split}{n}_of{p.stream_train}-{p.stream_valid}"
             f"_frames{frames[0]}-{frames[1]}.npz"
         )
         if not path.is_file():
-            ds = generate(n, seed=p.data_seed, preset="egnn", split=split,
+            ds = generate(n, seed=p.data_seed, preset=preset, split=split,
                           n_train=p.stream_train, n_valid=p.stream_valid)
             _atomic_savez(path, x=ds.position.values[:, frames], v=ds.velocity.values[:, frames],
                           q=ds.charge.values)
@@ -150,17 +166,25 @@ def load_task(p: Protocol, cache: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def load_long(p: Protocol, cache: Path) -> dict[str, np.ndarray]:
-    """The long-horizon split: frames ``input_frame + 10 m`` for ``m`` in ``0 .. max``."""
+def load_long(p: Protocol, cache: Path, preset: str = "egnn") -> dict[str, np.ndarray]:
+    """The long-horizon split: frames ``input_frame + 10 m`` for ``m`` in ``0 .. max``.
+
+    Returns ``{"x", "v": (N, frames, n, 3), "q": (N, n), "softening": ()}`` (the
+    potential's softening length, 0 for ``egnn``).
+    """
     frames = [p.input_frame + 10 * m for m in range(max(p.horizons) + 1)]
-    path = cache / f"egnn_long_seed{p.long_seed}_n{p.n_long}_steps{p.long_steps}.npz"
+    path = cache / f"{preset}_long_seed{p.long_seed}_n{p.n_long}_steps{p.long_steps}.npz"
     if not path.is_file():
-        ds = generate(p.n_long, seed=p.long_seed, preset="egnn", split="test",
+        ds = generate(p.n_long, seed=p.long_seed, preset=preset, split="test",
                       n_steps=p.long_steps, n_train=0, n_valid=0)
+        if ds.sizes["time"] <= frames[-1]:
+            raise ValueError(f"long_steps: {p.long_steps} steps store {ds.sizes['time']} frames; "
+                             f"the horizons {p.horizons} need frame {frames[-1]}")
+        softening = json.loads(ds.attrs["config"])["softening"] or 0.0
         _atomic_savez(path, x=ds.position.values[:, frames], v=ds.velocity.values[:, frames],
-                      q=ds.charge.values)
+                      q=ds.charge.values, softening=np.float64(softening))
     with np.load(path) as z:
-        return {k: z[k] for k in ("x", "v", "q")}
+        return {k: z[k] for k in ("x", "v", "q", "softening")}
 
 
 def _tensors(split: dict, device, dtype=torch.float32):
@@ -184,8 +208,11 @@ def evaluate(model, data, batch_size: int = 100) -> float:
 
 
 def train(model, train_data, valid_data, test_data, *, lr, weight_decay, batch_size,
-          budget_s, max_epochs, seed, velocity_loss=False, label=""):
+          budget_s, max_epochs, seed, velocity_loss=False, grad_clip=None, label=""):
     """Train with Adam at a constant learning rate for a wall-clock budget or epoch count.
+
+    ``grad_clip`` rescales each step's gradient to at most that global norm (``None``: off).
+    A non-finite training loss ends the run (marked ``diverged``).
 
     Returns a history: per epoch the training loss, validation MSE, test MSE (computed when
     the validation improves) and cumulative training seconds (evaluation excluded). The
@@ -214,6 +241,8 @@ def train(model, train_data, valid_data, test_data, *, lr, weight_decay, batch_s
                 loss = ((out - xt[idx]) ** 2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
             loss_sum += float(loss.detach()) * len(idx)
         if x0.device.type == "cuda":
@@ -297,13 +326,15 @@ def rollout(model, long: dict, horizons, device, escape: float = 1e3) -> dict:
 
     A trajectory whose prediction becomes non-finite or leaves ``|x| < escape`` counts as
     diverged and is dropped from later steps; MSE and energy error are over the others.
+    Energies use the split's potential (``long["softening"]``).
     """
+    softening = float(long["softening"])
     x = torch.as_tensor(long["x"], dtype=torch.float32, device=device)
     v = torch.as_tensor(long["v"], dtype=torch.float32, device=device)
     q = torch.as_tensor(long["q"], dtype=torch.float32, device=device)
     xs, vs = x[:, 0].clone(), v[:, 0].clone()
     alive = torch.ones(len(xs), dtype=torch.bool, device=device)
-    e_sim = total_energy(long["x"], long["v"], long["q"][:, None])  # (N, frames)
+    e_sim = total_energy(long["x"], long["v"], long["q"][:, None], softening)  # (N, frames)
     out = {}
     for m in range(1, max(horizons) + 1):
         idx = alive.nonzero().squeeze(1)
@@ -320,7 +351,8 @@ def rollout(model, long: dict, horizons, device, escape: float = 1e3) -> dict:
                    "sim_energy_drift": float(np.mean(np.abs(e_sim[:, m] - e_sim[:, 0])))}
             if keep.any():
                 e_model = total_energy(xs[alive].cpu().double().numpy(),
-                                       vs[alive].cpu().double().numpy(), long["q"][keep])
+                                       vs[alive].cpu().double().numpy(), long["q"][keep],
+                                       softening)
                 row["mse"] = float(((xs[alive] - x[alive, m]) ** 2).mean())
                 row["energy_error"] = float(np.mean(np.abs(e_model - e_sim[keep, m])))
             out[str(m)] = row
@@ -370,13 +402,43 @@ def run(protocol: str = "quick", cache: Path = CACHE, out_dir: Path = RESULTS,
             hist = train(model, splits["train"], splits["valid"], splits["test"], lr=p.lr,
                          weight_decay=p.weight_decay, batch_size=p.batch_size,
                          budget_s=p.budget_s, max_epochs=p.max_epochs, seed=seed,
-                         label=f"{name} seed {seed}")
+                         grad_clip=p.grad_clip, label=f"{name} seed {seed}")
             runs.append({"seed": seed, "history": hist, "best": best_test(hist),
                          "equivariance": equivariance(model, splits["test"])})
         results["models"][name] = {
             "parameters": sum(t.numel() for t in probe[name].parameters()),
             "forward_s_per_100": times[name], "runs": runs,
         }
+    if p.rollout:
+        results["rollout"] = {}
+        for preset in p.rollout_presets:
+            data = splits if preset == "egnn" else {
+                k: _tensors(v, device) for k, v in load_task(p, cache, preset).items()}
+            results["rollout"][preset] = _rollouts(p, data, load_long(p, cache, preset), device)
+    _summarise(results)
+    write(results, out_dir, protocol)
+    return results
+
+
+def _rollouts(p: Protocol, splits: dict, long: dict, device) -> dict:
+    """Train each model's (x, v) predictor on ``splits`` and roll it out on ``long``."""
+    out = {}
+    for name in p.models:
+        torch.manual_seed(p.seeds[0])
+        model = MODELS[name](velocity_output=True).to(device)
+        hist = train(model, splits["train"], splits["valid"], splits["test"], lr=p.lr,
+                     weight_decay=p.weight_decay, batch_size=p.batch_size,
+                     budget_s=p.rollout_budget_s, max_epochs=p.rollout_max_epochs,
+                     seed=p.seeds[0], velocity_loss=True, grad_clip=p.grad_clip,
+                     label=f"{name} (x, v)")
+        model.eval()
+        out[name] = {"epochs": len(hist), "best": best_test(hist),
+                     "horizons": rollout(model, long, p.horizons, device)}
+    return out
+
+
+def _summarise(results: dict) -> None:
+    """Add the per-model means over seeds and the equal-epoch comparison, in place."""
     equal = min(len(r["history"]) for m in results["models"].values() for r in m["runs"])
     results["equal_epochs"] = equal
     for entry in results["models"].values():
@@ -387,24 +449,60 @@ def run(protocol: str = "quick", cache: Path = CACHE, out_dir: Path = RESULTS,
         entry["test_mse"] = {"mean": float(np.mean(tests)), "std": float(np.std(tests))}
         entry["test_mse_equal_epochs"] = {"mean": float(np.mean(eq)), "std": float(np.std(eq))}
         entry["epochs"] = [len(r["history"]) for r in entry["runs"]]
+        entry["diverged"] = [bool(r["history"][-1].get("diverged")) for r in entry["runs"]]
         entry["equivariance_max"] = {
             k: max(r["equivariance"][k] for r in entry["runs"]) for k in ("float32", "float64")
         }
-    if p.rollout:
-        long = load_long(p, cache)
-        results["rollout"] = {}
-        for name in p.models:
-            torch.manual_seed(p.seeds[0])
-            model = MODELS[name](velocity_output=True).to(device)
-            hist = train(model, splits["train"], splits["valid"], splits["test"], lr=p.lr,
-                         weight_decay=p.weight_decay, batch_size=p.batch_size,
-                         budget_s=p.rollout_budget_s, max_epochs=p.rollout_max_epochs,
-                         seed=p.seeds[0], velocity_loss=True, label=f"{name} (x, v)")
-            model.eval()
-            results["rollout"][name] = {"epochs": len(hist), "best": best_test(hist),
-                                        "horizons": rollout(model, long, p.horizons, device)}
-    write(results, out_dir, protocol)
-    return results
+
+
+def merge(paths, out_dir: Path = RESULTS, cache: Path = CACHE) -> dict:
+    """Combine runs of the same protocol that trained different models (e.g. one process per
+    model, each on its own core) into one result, and time the forward passes side by side.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        ``nbody_<protocol>.json`` files written by :func:`run` with the same settings except
+        ``models``.
+    out_dir, cache : Path
+        Where the merged ``nbody_<protocol>.{json,md,png}`` go; the data cache (for the
+        forward timing on the test split).
+    """
+    parts = [json.loads(Path(path).read_text()) for path in paths]
+    if not parts:
+        raise ValueError("paths: expected at least one nbody_<protocol>.json, got none")
+    first = parts[0]
+    for path, part in zip(paths, parts):
+        for key in ("protocol", "models", "settings"):
+            if key not in part:
+                raise ValueError(f"paths: {path} has no {key!r}; expected a file written by "
+                                 "grepsnet_sciml.benchmarks.nbody.run")
+        mine = {k: v for k, v in part["settings"].items() if k != "models"}
+        ref = {k: v for k, v in first["settings"].items() if k != "models"}
+        if part["protocol"] != first["protocol"] or mine != ref:
+            raise ValueError(f"paths: {path} was run with other settings than {paths[0]}; "
+                             "expected the same protocol and settings except the models")
+    merged = {key: first[key] for key in ("protocol", "device", "torch_threads", "trivial")}
+    merged["settings"] = dict(first["settings"])
+    merged["models"], merged["merged_from"] = {}, [str(path) for path in paths]
+    for part in parts:
+        overlap = set(part["models"]) & set(merged["models"])
+        if overlap:
+            raise ValueError(f"paths: model(s) {sorted(overlap)} appear in more than one file")
+        merged["models"].update(part["models"])
+        for preset, entries in part.get("rollout", {}).items():
+            merged.setdefault("rollout", {}).setdefault(preset, {}).update(entries)
+    merged["settings"]["models"] = list(merged["models"])
+    p = replace(Protocol(), **{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in merged["settings"].items()})
+    torch.set_num_threads(first["torch_threads"])
+    test = _tensors(load_task(p, Path(cache))["test"], torch.device("cpu"))
+    times = forward_times({name: MODELS[name]() for name in merged["models"]}, test)
+    for name, entry in merged["models"].items():
+        entry["forward_s_per_100"] = times[name]
+    _summarise(merged)
+    write(merged, Path(out_dir), merged["protocol"])
+    return merged
 
 
 def format_table(results: dict) -> str:
@@ -428,18 +526,18 @@ def format_table(results: dict) -> str:
         )
     for name, mse in results["trivial"].items():
         lines.append(f"| {name} | 0 | | | | {mse:.5f} | | exact |")
-    if "rollout" in results:
-        horizons = list(next(iter(results["rollout"].values()))["horizons"])
-        lines += ["", "Rollout of the (x, v) predictors from frame 30 of the long split "
-                      "(MSE / mean |E_model - E_sim| over non-diverged trajectories "
-                      "(share diverged); simulator drift |E_sim(t) - E_sim(0)|):",
+    for preset, entries in results.get("rollout", {}).items():
+        horizons = list(next(iter(entries.values()))["horizons"])
+        lines += ["", f"Rollout on `{preset}` physics: the (x, v) predictors from frame 30 of "
+                      "the long split (MSE / mean |E_model - E_sim| over non-diverged "
+                      "trajectories (share diverged); simulator drift |E_sim(t) - E_sim(0)|):",
                   "", "| model | epochs | " + " | ".join(f"{h} x 1000 steps" for h in horizons)
                   + " |", "|---|---|" + "---|" * len(horizons)]
-        for name, r in results["rollout"].items():
+        for name, r in entries.items():
             cells = [f"{c['mse']:.4f} / {c['energy_error']:.3f} ({c['diverged_fraction']:.0%})"
                      if c["mse"] is not None else "all diverged" for c in r["horizons"].values()]
             lines.append(f"| {name} | {r['epochs']} | " + " | ".join(cells) + " |")
-        first = next(iter(results["rollout"].values()))["horizons"].values()
+        first = next(iter(entries.values()))["horizons"].values()
         lines.append("| simulator drift | | " + " | ".join(
             f"{c['sim_energy_drift']:.3f}" for c in first) + " |")
     return "\n".join(lines)
@@ -471,10 +569,12 @@ def write(results: dict, out_dir: Path, protocol: str) -> None:
     axes[0].set(xlabel="training seconds", ylabel="validation MSE", yscale="log",
                 title="one-step (1000 steps) validation")
     axes[0].legend()
-    for name, r in results.get("rollout", {}).items():
-        hs = [int(h) for h in r["horizons"]]
-        mse = [np.nan if c["mse"] is None else c["mse"] for c in r["horizons"].values()]
-        axes[1].plot(hs, mse, "o-", label=name)
+    styles = {"egnn": "o-", "clean": "s--"}
+    for preset, entries in results.get("rollout", {}).items():
+        for name, r in entries.items():
+            hs = [int(h) for h in r["horizons"]]
+            mse = [np.nan if c["mse"] is None else c["mse"] for c in r["horizons"].values()]
+            axes[1].plot(hs, mse, styles.get(preset, "^:"), label=f"{name} ({preset})")
     axes[1].set(xlabel="rollout length (x 1000 steps)", ylabel="position MSE", yscale="log",
                 title="rollout from frame 30")
     if results.get("rollout"):

@@ -27,6 +27,7 @@ Usage (``benchmarks/ns.py`` takes the same options)::
     grepsnet bench ns --protocol quick --preset ns-sym
     grepsnet bench ns --protocol tiny --preset ns-sym --models GRepsFNO GFNO-p4
     grepsnet bench ns --protocol quick --timing-only --models GRepsFNO GFNO-p4
+    grepsnet bench ns --merge runs/a/ns_quick_ns-sym.json runs/b/ns_quick_ns-sym.json
 
 Writes ``benchmarks/results/ns_<protocol>_<preset>.{json,md,png}`` (timing only:
 ``ns_timing_<protocol>_<preset>.{json,md}``) under the working directory unless
@@ -65,6 +66,10 @@ RESULTS = Path("benchmarks") / "results"
 CACHE = Path("runs") / "ns_data"
 """Default data cache (relative to the working directory)."""
 MODELS = ("GRepsFNO", "GFNO-p4", "GFNO-p4m", "GFNO-p4m-pseudo", "FNO", "FNO+aug")
+"""The models a run trains by default."""
+OPTIONAL_MODELS = ("GRepsFNO-C4",)
+"""Also accepted: GRepsFNO with rotations only (C4 regular channels, half the channels of
+the D4 model at the same parameter count)."""
 REFERENCE = "GFNO-p4"
 PRESET_GROUPS = {"ns-sym": "D4()", "ns": "D2('diagonal')"}
 
@@ -208,6 +213,9 @@ def build(name: str, width: int, p: Protocol, attrs: dict) -> nn.Module:
     if name == "GRepsFNO":
         return GRepsFNO2d.from_attrs(attrs, t_in=p.t_in, width=width, modes=p.modes,
                                      n_layers=p.n_layers)
+    if name == "GRepsFNO-C4":
+        return GRepsFNO2d(Reps(f"{p.t_in}xT0p", C4()), Reps("T0p", C4()), width=width,
+                          modes=p.modes, n_layers=p.n_layers)
     if name.startswith("GFNO"):
         group = "p4" if name == "GFNO-p4" else "p4m"
         vorticity = "pseudoscalar" if name.endswith("pseudo") else "scalar"
@@ -218,7 +226,8 @@ def build(name: str, width: int, p: Protocol, attrs: dict) -> nn.Module:
         # neuralop counts modes over the full axis: 2 * modes covers G-FNO's |k| < modes
         return FNOBaseline(Reps(f"{p.t_in}xT0p", group), Reps("T0p", group),
                            modes=2 * p.modes, width=width, n_layers=p.n_layers)
-    raise ValueError(f"name: unknown model {name!r}; expected one of {MODELS}")
+    raise ValueError(f"name: unknown model {name!r}; expected one of "
+                     f"{MODELS + OPTIONAL_MODELS}")
 
 
 def matched_width(name: str, p: Protocol, attrs: dict, target: int) -> tuple[int, int]:
@@ -403,9 +412,10 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
         raise ValueError(f"protocol: expected one of {list(PROTOCOLS)}, got {protocol!r}")
     if preset not in ("ns-sym", "ns"):
         raise ValueError(f"preset: expected 'ns-sym' or 'ns', got {preset!r}")
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if m not in MODELS + OPTIONAL_MODELS]
     if unknown:
-        raise ValueError(f"models: unknown {unknown}; expected names from {MODELS}")
+        raise ValueError(f"models: unknown {unknown}; expected names from "
+                         f"{MODELS + OPTIONAL_MODELS}")
     torch.set_num_threads(threads)
     p = PROTOCOLS[protocol]
     seeds = tuple(seeds) if seeds is not None else p.seeds
@@ -438,6 +448,54 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
         "rows": rows, "summary": summarise(rows),
     }
     result["files"] = write_outputs(result, out_dir, f"ns_{protocol}_{preset}")
+    return result
+
+
+def merge(paths, out_dir: Path = RESULTS) -> dict:
+    """Join runs of the same protocol and preset that trained different models (e.g. one
+    process per model group, each pinned to its own core) into one result.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        ``ns_<protocol>_<preset>.json`` files written by :func:`run`.
+    out_dir : Path
+        Where the merged ``ns_<protocol>_<preset>.{json,md,png}`` go.
+
+    Returns
+    -------
+    dict
+        As :func:`run`'s, with ``merged_from`` listing ``paths``.
+    """
+    parts = []
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        missing = [k for k in ("protocol", "preset", "rows", "reference_parameters")
+                   if k not in part]
+        if missing:
+            raise ValueError(f"paths: {path} has no {missing}; expected a file written by "
+                             "grepsnet_sciml.benchmarks.ns.run")
+        parts.append(part)
+    if not parts:
+        raise ValueError("paths: expected at least one ns_<protocol>_<preset>.json, got none")
+    first = parts[0]
+    keys = ("protocol", "preset", "device", "threads", "reference_parameters")
+    rows, seen = [], set()
+    for path, part in zip(paths, parts):
+        if any(part.get(k) != first.get(k) for k in keys):
+            raise ValueError(f"paths: {path} differs from {paths[0]} in {list(keys)}; "
+                             "expected runs of the same protocol and settings")
+        for row in part["rows"]:
+            key = (row["model"], row["seed"])
+            if key in seen:
+                raise ValueError(f"paths: model {row['model']!r} seed {row['seed']} appears "
+                                 "in more than one file")
+            seen.add(key)
+            rows.append(row)
+    result = {**{k: first[k] for k in first if k not in ("rows", "summary", "files")},
+              "rows": rows, "summary": summarise(rows), "merged_from": [str(p) for p in paths]}
+    stem = f"ns_{first['protocol']['name']}_{first['preset']}"
+    result["files"] = write_outputs(result, out_dir, stem)
     return result
 
 

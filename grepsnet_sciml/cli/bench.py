@@ -92,6 +92,10 @@ def _positive_float(text: str) -> float:
 def _run_ns(args: argparse.Namespace) -> int:
     from ..benchmarks import ns
 
+    if args.merge:
+        result = ns.merge(args.merge, args.out)
+        print(ns.format_table(result["summary"]))
+        return 0
     if args.timing_only:
         result = ns.time_models(args.protocol, args.preset, args.models, args.repeats,
                                 args.out, args.threads)
@@ -106,7 +110,7 @@ def _run_ns(args: argparse.Namespace) -> int:
 
 
 def _add_ns(subparsers) -> None:
-    from ..benchmarks.ns import MODELS, PRESET_GROUPS, PROTOCOLS
+    from ..benchmarks.ns import MODELS, OPTIONAL_MODELS, PRESET_GROUPS, PROTOCOLS
 
     p = subparsers.add_parser(
         "ns", help="Navier-Stokes: GRepsFNO vs G-FNO (p4, p4m), FNO, FNO + augmentation",
@@ -118,8 +122,9 @@ def _add_ns(subparsers) -> None:
                    help="sizes (default %(default)s)")
     p.add_argument("--preset", default="ns-sym", choices=list(PRESET_GROUPS),
                    help="forcing (default %(default)s)")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS),
-                   help="subset of models (default all)")
+    p.add_argument("--models", nargs="+", default=list(MODELS),
+                   choices=list(MODELS + OPTIONAL_MODELS),
+                   help="models to train (default: all but %s)" % ", ".join(OPTIONAL_MODELS))
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="comma-separated seeds (default: the protocol's)")
     p.add_argument("--cache", type=Path, default=None,
@@ -134,12 +139,19 @@ def _add_ns(subparsers) -> None:
     p.add_argument("--repeats", type=_positive_int, default=5,
                    help="timing rounds with --timing-only (default 5)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="instead of training, join these ns_<protocol>_<preset>.json runs "
+                   "(same settings, different models) into one result in --out")
     p.set_defaults(func=_run_ns)
 
 
 def _run_nbody(args: argparse.Namespace) -> int:
     from ..benchmarks import nbody
 
+    if args.merge:
+        results = nbody.merge(args.merge, out_dir=args.out, cache=args.cache)
+        print(nbody.format_table(results))
+        return 0
     overrides = {}
     for key, value in (("budget_s", args.budget), ("rollout_budget_s", args.rollout_budget),
                        ("seeds", args.seeds), ("threads", args.threads),
@@ -148,13 +160,15 @@ def _run_nbody(args: argparse.Namespace) -> int:
             overrides[key] = value
     if args.no_rollout:
         overrides["rollout"] = False
+    if args.models:
+        overrides["models"] = tuple(args.models)
     results = nbody.run(args.protocol, cache=args.cache, out_dir=args.out, **overrides)
     print(nbody.format_table(results))
     return 0
 
 
 def _add_nbody(subparsers) -> None:
-    from ..benchmarks.nbody import CACHE, PROTOCOLS, RESULTS
+    from ..benchmarks.nbody import CACHE, MODELS, PROTOCOLS, RESULTS
 
     p = subparsers.add_parser(
         "nbody", help="charged 5-body task: GRepsNBody vs EGNN",
@@ -176,6 +190,11 @@ def _add_nbody(subparsers) -> None:
     p.add_argument("--n-train", type=_positive_int, default=None,
                    help="training trajectories")
     p.add_argument("--no-rollout", action="store_true", help="skip the long rollouts")
+    p.add_argument("--models", nargs="+", choices=list(MODELS), default=None,
+                   help="models to train (default: all)")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="instead of training, join these nbody_<protocol>.json runs (same "
+                   "settings, different models) into one result in --out")
     p.add_argument("--cache", type=Path, default=CACHE,
                    help="data cache folder (default %(default)s)")
     p.add_argument("--out", type=Path, default=RESULTS,
