@@ -27,7 +27,7 @@ def test_run_writes_table_json_and_rollouts_for_both_physics(runs):
     root, out = runs
     result = out["GRepsNBody"]
     assert set(result["rollout"]) == {"egnn", "clean"}
-    for preset, entries in result["rollout"].items():
+    for entries in result["rollout"].values():
         horizons = entries["GRepsNBody"]["horizons"]
         assert list(horizons) == ["1", "2"]
         assert horizons["1"]["mse"] is not None and np.isfinite(horizons["1"]["mse"])

@@ -124,7 +124,7 @@ def _add_ns(subparsers) -> None:
                    help="forcing (default %(default)s)")
     p.add_argument("--models", nargs="+", default=list(MODELS),
                    choices=list(MODELS + OPTIONAL_MODELS),
-                   help="models to train (default: all but %s)" % ", ".join(OPTIONAL_MODELS))
+                   help=f"models to train (default: all but {', '.join(OPTIONAL_MODELS)})")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="comma-separated seeds (default: the protocol's)")
     p.add_argument("--cache", type=Path, default=None,
