@@ -52,3 +52,15 @@ def test_merge_joins_rows_and_rejects_mismatches(runs, tmp_path):
     foreign.write_text("{}")
     with pytest.raises(ValueError, match="has no"):
         ns.merge([foreign], tmp_path)
+
+
+def test_cli_data_only_and_merge(runs, tmp_path, capsys):
+    from grepsnet_sciml.cli import main
+
+    root, _ = runs
+    assert main(["bench", "ns", "--protocol", "tiny", "--data-only", "--cache",
+                 str(root / "cache"), "--no-progress"]) == 0
+    assert "train: (20, 7, 16, 16)" in capsys.readouterr().out
+    paths = [str(root / t / "ns_tiny_ns-sym.json") for t in ("a", "b")]
+    assert main(["bench", "ns", "--merge", *paths, "--out", str(tmp_path)]) == 0
+    assert "| GFNO-p4 |" in capsys.readouterr().out

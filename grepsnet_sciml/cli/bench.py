@@ -96,6 +96,13 @@ def _run_ns(args: argparse.Namespace) -> int:
         result = ns.merge(args.merge, args.out)
         print(ns.format_table(result["summary"]))
         return 0
+    if args.data_only:
+        cache = args.cache if args.cache is not None else ns.CACHE
+        data, _, _ = ns.load_data(ns.PROTOCOLS[args.protocol], args.preset, cache,
+                                  progress=not args.no_progress)
+        for split, w in data.items():
+            print(f"{split}: {tuple(w.shape)} (trajectory, time, x, y) cached in {cache}")
+        return 0
     if args.timing_only:
         result = ns.time_models(args.protocol, args.preset, args.models, args.repeats,
                                 args.out, args.threads)
@@ -139,6 +146,8 @@ def _add_ns(subparsers) -> None:
     p.add_argument("--repeats", type=_positive_int, default=5,
                    help="timing rounds with --timing-only (default 5)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--data-only", action="store_true",
+                   help="only generate (or find) the protocol's cached data")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                    help="instead of training, join these ns_<protocol>_<preset>.json runs "
                    "(same settings, different models) into one result in --out")
