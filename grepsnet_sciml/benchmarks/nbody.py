@@ -570,11 +570,13 @@ def write(results: dict, out_dir: Path, protocol: str) -> None:
                 title="one-step (1000 steps) validation")
     axes[0].legend()
     styles = {"egnn": "o-", "clean": "s--"}
+    colours = {name: f"C{i}" for i, name in enumerate(MODELS)}
     for preset, entries in results.get("rollout", {}).items():
         for name, r in entries.items():
             hs = [int(h) for h in r["horizons"]]
             mse = [np.nan if c["mse"] is None else c["mse"] for c in r["horizons"].values()]
-            axes[1].plot(hs, mse, styles.get(preset, "^:"), label=f"{name} ({preset})")
+            axes[1].plot(hs, mse, styles.get(preset, "^:"), c=colours.get(name),
+                         label=f"{name} ({preset})")
     axes[1].set(xlabel="rollout length (x 1000 steps)", ylabel="position MSE", yscale="log",
                 title="rollout from frame 30")
     if results.get("rollout"):
