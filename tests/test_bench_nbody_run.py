@@ -69,3 +69,8 @@ def test_merge_rejects_other_settings_and_duplicates(runs, tmp_path):
     foreign.write_text("{}")
     with pytest.raises(ValueError, match="has no 'protocol'"):
         nbody.merge([foreign], out_dir=tmp_path, cache=root / "cache")
+    foreign.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="holds list; expected a results object"):
+        nbody.merge([foreign], out_dir=tmp_path, cache=root / "cache")
+    with pytest.raises(ValueError, match="cannot read .*missing.json"):
+        nbody.merge([tmp_path / "missing.json"], out_dir=tmp_path, cache=root / "cache")

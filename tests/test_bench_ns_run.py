@@ -52,6 +52,9 @@ def test_merge_joins_rows_and_rejects_mismatches(runs, tmp_path):
     foreign.write_text("{}")
     with pytest.raises(ValueError, match="has no"):
         ns.merge([foreign], tmp_path)
+    foreign.write_bytes(b"\x89PNG not json")
+    with pytest.raises(ValueError, match="cannot read .*foreign.json as a results JSON"):
+        ns.merge([foreign], tmp_path)
 
 
 def test_cli_data_only_and_merge(runs, tmp_path, capsys):
