@@ -74,6 +74,8 @@ from grepsnet_sciml.models.egnn import EGNN
 from grepsnet_sciml.models.nbody import GRepsNBody
 from grepsnet_sciml.testing import equivariance_errors
 
+from ._results import read_results
+
 RESULTS = Path("benchmarks") / "results"
 """Default output folder (relative to the working directory: the repository root)."""
 CACHE = Path("runs") / "nbody_data"
@@ -455,17 +457,6 @@ def _summarise(results: dict) -> None:
         }
 
 
-def _read_json(path) -> dict:
-    """A results file as a dict, or a ValueError naming the file."""
-    try:
-        part = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"paths: cannot read {path} as a results JSON ({err})") from None
-    if not isinstance(part, dict):
-        raise ValueError(f"paths: {path} holds {type(part).__name__}; expected a results object")
-    return part
-
-
 def merge(paths, out_dir: Path = RESULTS, cache: Path = CACHE) -> dict:
     """Combine runs of the same protocol that trained different models (e.g. one process per
     model, each on its own core) into one result, and time the forward passes side by side.
@@ -479,7 +470,7 @@ def merge(paths, out_dir: Path = RESULTS, cache: Path = CACHE) -> dict:
         Where the merged ``nbody_<protocol>.{json,md,png}`` go; the data cache (for the
         forward timing on the test split).
     """
-    parts = [_read_json(path) for path in paths]
+    parts = [read_results(path) for path in paths]
     if not parts:
         raise ValueError("paths: expected at least one nbody_<protocol>.json, got none")
     first = parts[0]

@@ -61,6 +61,8 @@ from grepsnet_sciml.models.grepsfno import GRepsFNO2d
 from grepsnet_sciml.solvers.trainer import TrainConfig, Trainer, load_checkpoint
 from grepsnet_sciml.testing import equivariance_errors
 
+from ._results import read_results
+
 RESULTS = Path("benchmarks") / "results"
 """Default output folder (relative to the working directory: the repository root)."""
 CACHE = Path("runs") / "ns_data"
@@ -451,17 +453,6 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     return result
 
 
-def _read_json(path) -> dict:
-    """A results file as a dict, or a ValueError naming the file."""
-    try:
-        part = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"paths: cannot read {path} as a results JSON ({err})") from None
-    if not isinstance(part, dict):
-        raise ValueError(f"paths: {path} holds {type(part).__name__}; expected a results object")
-    return part
-
-
 def merge(paths, out_dir: Path = RESULTS) -> dict:
     """Join runs of the same protocol and preset that trained different models (e.g. one
     process per model group, each pinned to its own core) into one result.
@@ -480,7 +471,7 @@ def merge(paths, out_dir: Path = RESULTS) -> dict:
     """
     parts = []
     for path in paths:
-        part = _read_json(path)
+        part = read_results(path)
         missing = [k for k in ("protocol", "preset", "rows", "reference_parameters")
                    if k not in part]
         if missing:

@@ -1,0 +1,17 @@
+"""Reading results files back (private; shared by the benchmark drivers' ``merge``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_results(path) -> dict:
+    """A results JSON file as a dict, or a ValueError naming the file and the problem."""
+    try:
+        part = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"paths: cannot read {path} as a results JSON ({err})") from None
+    if not isinstance(part, dict):
+        raise ValueError(f"paths: {path} holds {type(part).__name__}; expected a results object")
+    return part
