@@ -8,24 +8,32 @@
   files in the same xarray form.
 """
 
-from . import charged_particles, loaders, navier_stokes, splits, storage
-from .loaders import load_egnn_npy, load_fno_mat
-from .splits import SPLITS, generate_splits, generate_to_store, open_splits, split_seed
-from .storage import open_dataset, write_dataset
+if __name__ != "grepsnet_sciml.datasets":  # the folder imported by its bare name
+    import os
+    import runpy
 
-__all__ = [
-    "charged_particles",
-    "loaders",
-    "navier_stokes",
-    "splits",
-    "storage",
-    "load_egnn_npy",
-    "load_fno_mat",
-    "SPLITS",
-    "generate_splits",
-    "generate_to_store",
-    "open_splits",
-    "split_seed",
-    "open_dataset",
-    "write_dataset",
-]
+    # by path: importing grepsnet_sciml here would need torch for a non-torch package
+    _toplevel = os.path.join(os.path.dirname(__file__), "..", "grepsnet_sciml", "_toplevel.py")
+    runpy.run_path(_toplevel)["defer_to_installed"](__name__, __file__)
+else:
+    from . import charged_particles, loaders, navier_stokes, splits, storage
+    from .loaders import load_egnn_npy, load_fno_mat
+    from .splits import SPLITS, generate_splits, generate_to_store, open_splits, split_seed
+    from .storage import open_dataset, write_dataset
+
+    __all__ = [
+        "charged_particles",
+        "loaders",
+        "navier_stokes",
+        "splits",
+        "storage",
+        "load_egnn_npy",
+        "load_fno_mat",
+        "SPLITS",
+        "generate_splits",
+        "generate_to_store",
+        "open_splits",
+        "split_seed",
+        "open_dataset",
+        "write_dataset",
+    ]

@@ -79,6 +79,23 @@ class Group:
         """Sign of the determinant of ``g`` (``(..., d, d)`` -> ``(...)``), +1 or -1."""
         return torch.sign(torch.linalg.det(g.to(torch.float64)))
 
+    def check_element(self, g: torch.Tensor, argument: str = "g") -> None:
+        """Raise ``ValueError`` unless the ``(d, d)`` matrix ``g`` is in the group.
+
+        The defining relation ``g^T eta g = eta`` (and ``det g = 1`` for special groups) is
+        checked to a tolerance of the matrix's precision: ``1e-4`` for float32 and lower,
+        ``1e-8`` for float64, relative to the metric.
+        """
+        g64 = torch.as_tensor(g).detach().to("cpu", torch.float64)
+        tol = 1e-8 if torch.as_tensor(g).dtype == torch.float64 else 1e-4
+        eta = self.metric
+        defect = float((g64.T @ eta @ g64 - eta).abs().max())
+        if not defect <= tol:
+            raise ValueError(
+                f"{argument}: the matrix {g64.tolist()} is not an element of {self!r}: "
+                f"max |g^T eta g - eta| = {defect:.3g}, expected <= {tol:g}"
+            )
+
     def check_grid(self, shape: tuple[int, ...], argument: str = "x") -> None:
         """Raise ``ValueError`` unless the group can act on a grid of this spatial shape."""
         raise ValueError(
@@ -127,6 +144,10 @@ class FiniteGroup(Group):
         idx = torch.randint(self.order, (n,), generator=generator)
         return self._elements[idx].clone()
 
+    def check_element(self, g: torch.Tensor, argument: str = "g") -> None:
+        """Raise ``ValueError`` unless ``g`` is one of :meth:`elements` (to 1e-6)."""
+        self.index(g)
+
     def index(self, g: torch.Tensor | int) -> int:
         """Position of ``g`` in :meth:`elements`; raises ``ValueError`` if ``g`` is not in G."""
         if isinstance(g, int):
@@ -137,7 +158,10 @@ class FiniteGroup(Group):
         diff = (self._elements - g).abs().flatten(1).amax(1)
         k = int(diff.argmin())
         if diff[k] > 1e-6:
-            raise ValueError(f"g: matrix {g.tolist()} is not an element of {self!r}")
+            raise ValueError(
+                f"g: matrix {g.tolist()} is not an element of {self!r}; expected one of its "
+                "elements()"
+            )
         return k
 
     def _multiplication_table(self) -> torch.Tensor:
@@ -313,6 +337,15 @@ class SO(O):
         q[flip, :, 0] = -q[flip, :, 0]
         return q
 
+    def check_element(self, g: torch.Tensor, argument: str = "g") -> None:
+        super().check_element(g, argument)
+        det = float(torch.linalg.det(torch.as_tensor(g).detach().to("cpu", torch.float64)))
+        if det < 0:
+            raise ValueError(
+                f"{argument}: the matrix has determinant {det:.3g}; {self!r} expected det g = +1 "
+                "(rotations only); use O(n) for reflections"
+            )
+
     def __repr__(self) -> str:
         return f"SO({self.d})"
 
@@ -408,6 +441,16 @@ class Permutation(FiniteGroup):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         eye = torch.eye(self.n, dtype=torch.float64)
         return torch.stack([eye[torch.randperm(self.n, generator=generator)] for _ in range(n)])
+
+    def check_element(self, g: torch.Tensor, argument: str = "g") -> None:
+        """Raise ``ValueError`` unless ``g`` is an ``n x n`` permutation matrix."""
+        g64 = torch.as_tensor(g).detach().to("cpu", torch.float64)
+        binary = bool(((g64 == 0) | (g64 == 1)).all())
+        if not (binary and (g64.sum(0) == 1).all() and (g64.sum(1) == 1).all()):
+            raise ValueError(
+                f"{argument}: expected a {self.n} x {self.n} permutation matrix (one 1 per row "
+                f"and column, zeros elsewhere) for {self!r}, got {g64.tolist()}"
+            )
 
     @staticmethod
     def as_indices(g: torch.Tensor) -> torch.Tensor:

@@ -101,16 +101,17 @@ class Reps:
     Parameters
     ----------
     spec : str or Reps or list of (int, str)
-        E.g. ``"8xT0 + 2xT0p + 4xT1 + 2xT2"``; a bare name means multiplicity 1; ``""`` or
-        ``"0"`` is the empty representation.
+        E.g. ``"8xT0 + 2xT0p + 4xT1 + 2xT2"``; a bare name means multiplicity 1; ``"0"``
+        (or an empty list) is the empty representation. An empty or blank string is refused
+        as the likely sign of a missing value.
     group : Group
         The group acting (e.g. ``D4()``, ``O(3)``, ``Lorentz()``).
 
     Raises
     ------
     ValueError
-        For an unknown representation name, a non-positive multiplicity or ``R`` over a
-        continuous group.
+        For an empty string, an unknown representation name, a non-positive multiplicity or
+        ``R`` over a continuous group.
     """
 
     __slots__ = ("_terms", "_group", "_blocks")
@@ -311,6 +312,7 @@ class Reps:
             raise ValueError(
                 f"g: expected a ({d}, {d}) matrix for {self._group!r}, got {tuple(g.shape)}"
             )
+        self._group.check_element(g, "g")
         axis = 1 if grid else x.ndim - 1
         parts = []
         for b in self._blocks:
@@ -358,7 +360,12 @@ def _parse(spec: str) -> tuple[tuple[int, str], ...]:
     if not isinstance(spec, str):
         raise ValueError(f"spec: expected a string like '4xT0 + 2xT1', got {spec!r}")
     text = spec.strip()
-    if text in ("", "0"):
+    if text == "":
+        raise ValueError(
+            f"spec: got the empty string {spec!r}; expected terms like '4xT0 + 2xT1', or '0' "
+            "for the empty representation"
+        )
+    if text == "0":
         return ()
     terms = []
     for raw in text.split("+"):

@@ -9,58 +9,78 @@ Imported as ``grepsnet_sciml.solvers``.
 - evaluation: :func:`evaluate`, :func:`symmetry_consistency`
 """
 
-from .config import DataConfig, ExperimentConfig, ModelConfig, load_config
-from .data import (
-    FieldLayout,
-    FieldWindows,
-    ParticlePairs,
-    field_layout,
-    open_dataset,
-    particle_reps,
-)
-from .diagnostics import field_elements, field_transform, particle_transform, symmetry_consistency
-from .evaluate import evaluate, evaluate_fields, evaluate_particles
-from .experiment import MODELS, build_model, load_model, model_from_dataset, register_model, train
-from .losses import mse, relative_l2
-from .normalize import NormalizedModel, Normalizer
-from .reference import navier_stokes_solver, particle_solver
-from .rollout import RolloutResult, rollout, solver_rollout
-from .trainer import TrainConfig, Trainer, TrainingDiverged
+if __name__ != "grepsnet_sciml.solvers":  # the folder imported by its bare name
+    import os
+    import runpy
 
-__all__ = [
-    "TrainConfig",
-    "Trainer",
-    "TrainingDiverged",
-    "DataConfig",
-    "ModelConfig",
-    "ExperimentConfig",
-    "load_config",
-    "FieldLayout",
-    "FieldWindows",
-    "ParticlePairs",
-    "open_dataset",
-    "field_layout",
-    "particle_reps",
-    "Normalizer",
-    "NormalizedModel",
-    "relative_l2",
-    "mse",
-    "rollout",
-    "RolloutResult",
-    "solver_rollout",
-    "navier_stokes_solver",
-    "particle_solver",
-    "evaluate",
-    "evaluate_fields",
-    "evaluate_particles",
-    "symmetry_consistency",
-    "field_elements",
-    "field_transform",
-    "particle_transform",
-    "train",
-    "load_model",
-    "model_from_dataset",
-    "build_model",
-    "register_model",
-    "MODELS",
-]
+    # by path: importing grepsnet_sciml here would need torch for a non-torch package
+    _toplevel = os.path.join(os.path.dirname(__file__), "..", "grepsnet_sciml", "_toplevel.py")
+    runpy.run_path(_toplevel)["defer_to_installed"](__name__, __file__)
+else:
+    from .config import DataConfig, ExperimentConfig, ModelConfig, load_config
+    from .data import (
+        FieldLayout,
+        FieldWindows,
+        ParticlePairs,
+        field_layout,
+        open_dataset,
+        particle_reps,
+    )
+    from .diagnostics import (
+        field_elements,
+        field_transform,
+        particle_transform,
+        symmetry_consistency,
+    )
+    from .evaluate import evaluate, evaluate_fields, evaluate_particles
+    from .experiment import (
+        MODELS,
+        build_model,
+        load_model,
+        model_from_dataset,
+        register_model,
+        train,
+    )
+    from .losses import mse, relative_l2
+    from .normalize import NormalizedModel, Normalizer
+    from .reference import navier_stokes_solver, particle_solver
+    from .rollout import RolloutResult, rollout, solver_rollout
+    from .trainer import TrainConfig, Trainer, TrainingDiverged
+
+    __all__ = [
+        "TrainConfig",
+        "Trainer",
+        "TrainingDiverged",
+        "DataConfig",
+        "ModelConfig",
+        "ExperimentConfig",
+        "load_config",
+        "FieldLayout",
+        "FieldWindows",
+        "ParticlePairs",
+        "open_dataset",
+        "field_layout",
+        "particle_reps",
+        "Normalizer",
+        "NormalizedModel",
+        "relative_l2",
+        "mse",
+        "rollout",
+        "RolloutResult",
+        "solver_rollout",
+        "navier_stokes_solver",
+        "particle_solver",
+        "evaluate",
+        "evaluate_fields",
+        "evaluate_particles",
+        "symmetry_consistency",
+        "field_elements",
+        "field_transform",
+        "particle_transform",
+        "train",
+        "load_model",
+        "model_from_dataset",
+        "build_model",
+        "register_model",
+        "MODELS",
+    ]

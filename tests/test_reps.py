@@ -8,7 +8,7 @@ import torch
 
 import grepsnet_sciml.reps as reps_module
 from grepsnet_sciml import Reps
-from grepsnet_sciml.groups import C4, D2, D4, SO, FiniteGroup, Lorentz, O
+from grepsnet_sciml.groups import C4, D2, D4, SO, FiniteGroup, Lorentz, O, Permutation
 
 GROUPS = [C4(), D4(), D2("diagonal"), O(2), O(3), SO(3), O(5), Lorentz()]
 PLANAR = [C4(), D4(), D2("diagonal")]
@@ -39,7 +39,7 @@ def test_parsing_dim_blocks_and_slices():
                              slice(26, 50)]
     assert reps.count("T1") == 4 and len(reps) == 5
     assert Reps("T1 + 2 x T2", O(3)).dim == 3 + 18
-    assert Reps("", O(3)).dim == 0 and Reps("0", O(3)).dim == 0
+    assert Reps("0", O(3)).dim == 0 and Reps([], O(3)).dim == 0
     assert Reps("T0p", Lorentz()).dim == 1 and Reps("T2", Lorentz()).dim == 16
     assert Reps([(2, "T1")], "O(4)") == Reps("2xT1", O(4))
 
@@ -174,6 +174,19 @@ def test_act_accepts_element_indices_and_keeps_dtype():
     "make,argument,value",
     [
         (lambda: Reps("3xT7", O(3)), "spec", "T7"),
+        (lambda: Reps("", O(3)), "spec", "''"),
+        (lambda: Reps("  ", O(3)), "spec", "'  '"),
+        (lambda: Reps("T1", O(3)).act(2 * torch.eye(3), torch.zeros(2, 3)), "g", "O(3)"),
+        (lambda: Reps("T1", O(3)).act(torch.tensor([[1.0, 0.1, 0], [0, 1, 0], [0, 0, 1]]),
+                                      torch.zeros(2, 3)), "g", "0.1"),
+        (lambda: Reps("T1", SO(3)).act(-torch.eye(3, dtype=torch.float64),
+                                       torch.zeros(2, 3, dtype=torch.float64)), "g", "-1"),
+        (lambda: Reps("T1", Lorentz()).act(torch.eye(4) * 1.5, torch.zeros(2, 4)), "g",
+         "Lorentz()"),
+        (lambda: Reps("T1", D4()).act(torch.tensor([[0.6, -0.8], [0.8, 0.6]]),
+                                      torch.zeros(2, 2)), "g", "D4()"),
+        (lambda: Reps("T1", Permutation(3)).act(torch.ones(3, 3), torch.zeros(2, 3)), "g",
+         "permutation matrix"),
         (lambda: Reps("0xT1", O(3)), "spec", "got 0"),
         (lambda: Reps([(-2, "T1")], O(3)), "spec", "got -2"),
         (lambda: Reps("axT1", O(3)), "spec", "axT1"),
