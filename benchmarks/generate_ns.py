@@ -11,13 +11,22 @@ per-sample memory of the generator is measured in fresh subprocesses (peak RSS a
 minus batch 1, over 16).
 
 Run ``python benchmarks/generate_ns.py`` to print the table and write
-``benchmarks/results/generate_ns.json`` and ``generate_ns.png``.
+``benchmarks/results/generate_ns.json`` and ``generate_ns.png``, then the workers timing.
+
+Workers timing (``--workers-only`` runs just this, in about two minutes): the same small
+``grepsnet generate navier-stokes`` store (:data:`WORKERS_CASE`) written serially and with
+``--workers 2``, interleaved, best wall time of ``repeats``; plus one serial run with
+``MALLOC_TRIM_THRESHOLD_=65536``, the variable dask used to give its workers. It checks that
+both stores hold the same bits and writes ``benchmarks/results/generate_workers.{json,md}``
+with the load average, since other jobs on a shared machine take cores from the workers.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 from grepsnet_sciml.datasets._ns_spectral import gaussian_random_field
 from grepsnet_sciml.datasets.navier_stokes import NavierStokes2D
 
@@ -185,17 +195,84 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+#: ``grepsnet generate`` arguments of the workers timing (about 12 s serially on one core).
+WORKERS_CASE = (
+    "navier-stokes", "--preset", "ns-sym", "--samples", "8", "--resolution", "64",
+    "--sim-resolution", "256", "--t-final", "3", "--chunk-size", "2", "--no-progress",
+)
+_CLI = "from grepsnet_sciml.cli import main; raise SystemExit(main())"
+
+
+def _generate(out: Path, extra=(), env=None) -> tuple[float, float]:
+    """Run ``grepsnet generate`` on :data:`WORKERS_CASE`; ``(wall s, CPU s of all children)``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", _CLI, "generate", *WORKERS_CASE, "--out", str(out), *extra],
+        check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def run_workers_benchmark(workers: int = 2, repeats: int = 2) -> dict:
+    """Serial against ``--workers`` on :data:`WORKERS_CASE`; returns a JSON-ready dict.
+
+    ``ratio_serial_over_workers`` > 1 means the workers are faster (wall time). CPU time of
+    the workers' processes is not counted (they are the cluster's children, not ours).
+    """
+    from grepsnet_sciml.datasets.storage import open_dataset
+
+    with tempfile.TemporaryDirectory() as folder:
+        walls = {"serial": [], "workers": []}
+        for r in range(repeats):
+            for mode, extra in (("workers", ("--workers", str(workers))), ("serial", ())):
+                walls[mode].append(_generate(Path(folder) / f"{mode}{r}.zarr", extra)[0])
+        trimmed = _generate(Path(folder) / "trim.zarr", env={"MALLOC_TRIM_THRESHOLD_": "65536"})
+        serial = open_dataset(Path(folder) / "serial0.zarr").vorticity.values
+        parallel = open_dataset(Path(folder) / "workers0.zarr").vorticity.values
+        identical = serial.tobytes() == parallel.tobytes()
+    best = {k: min(v) for k, v in walls.items()}
+    return {
+        "benchmark": f"grepsnet generate serial vs --workers {workers}",
+        "command": "grepsnet generate " + " ".join(WORKERS_CASE) + " --out OUT [--workers 2]",
+        "cpus": os.cpu_count(),
+        "load_average_after": list(os.getloadavg()),
+        "repeats": repeats,
+        "serial_wall_s": walls["serial"],
+        "workers_wall_s": walls["workers"],
+        "ratio_serial_over_workers": best["serial"] / best["workers"],
+        "serial_with_dask_malloc_trim_wall_s": trimmed[0],
+        "identical_bits": identical,
+    }
+
+
+def workers_markdown(result: dict) -> str:
+    """Markdown summary of :func:`run_workers_benchmark`."""
+    return "\n".join([
+        f"# {result['benchmark']}",
+        "",
+        f"`{result['command']}` on {result['cpus']} CPUs "
+        f"(load average after: {', '.join(f'{v:.2f}' for v in result['load_average_after'])}).",
+        "",
+        "| run | wall s (each repeat) |",
+        "| --- | --- |",
+        f"| serial | {', '.join(f'{v:.1f}' for v in result['serial_wall_s'])} |",
+        f"| --workers 2 | {', '.join(f'{v:.1f}' for v in result['workers_wall_s'])} |",
+        f"| serial, MALLOC_TRIM_THRESHOLD_=65536 | "
+        f"{result['serial_with_dask_malloc_trim_wall_s']:.1f} |",
+        "",
+        f"Best serial / best workers: **{result['ratio_serial_over_workers']:.2f}** "
+        "(> 1: the workers are faster). Same bits in both stores: "
+        f"{result['identical_bits']}.",
+        "",
+    ])
+
+
 def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix) as tmp:
         write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _plot(result: dict, path: Path) -> None:
@@ -220,10 +297,14 @@ def _plot(result: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    outcome = run_ns_benchmark()
-    print(format_table(outcome))
-    _write_atomic(
-        RESULTS / "generate_ns.json",
-        lambda tmp: Path(tmp).write_text(json.dumps(outcome, indent=2) + "\n"),
-    )
-    _plot(outcome, RESULTS / "generate_ns.png")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers-only", action="store_true", help="only the workers timing")
+    if not parser.parse_args().workers_only:
+        outcome = run_ns_benchmark()
+        print(format_table(outcome))
+        atomic_write_text(RESULTS / "generate_ns.json", json.dumps(outcome, indent=2) + "\n")
+        _plot(outcome, RESULTS / "generate_ns.png")
+    timing = run_workers_benchmark()
+    print(workers_markdown(timing))
+    atomic_write_text(RESULTS / "generate_workers.json", json.dumps(timing, indent=2) + "\n")
+    atomic_write_text(RESULTS / "generate_workers.md", workers_markdown(timing))

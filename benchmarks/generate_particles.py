@@ -35,6 +35,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from grepsnet_sciml._atomic import atomic_path, atomic_write_text  # noqa: E402
 from grepsnet_sciml.datasets import _particles_reference as slow  # noqa: E402
 from grepsnet_sciml.datasets import charged_particles as cp  # noqa: E402
 
@@ -171,16 +172,10 @@ def _plot(result: dict, path: Path) -> None:
 
 
 def _write(result: dict, directory: Path) -> dict:
-    directory.mkdir(parents=True, exist_ok=True)
     target = directory / "generate_particles.json"
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(result, handle, indent=2)
-    os.replace(tmp, target)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".png")
-    os.close(fd)
-    _plot(result, Path(tmp))
-    os.replace(tmp, directory / "generate_particles.png")
+    atomic_write_text(target, json.dumps(result, indent=2))
+    with atomic_path(directory / "generate_particles.png", suffix=".png") as tmp:
+        _plot(result, tmp)
     return {"json": str(target), "png": str(directory / "generate_particles.png")}
 
 

@@ -1,4 +1,4 @@
-"""File-system helpers of the dataset writers: atomic writes, locks, argument fingerprints."""
+"""File-system helpers of the dataset writers: folders, locks, argument fingerprints."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "atomic_write_text",
     "describe_difference",
     "fingerprint",
     "fsync_dir",
     "jsonable",
     "lock_directory",
+    "make_directory",
     "positive_int",
     "remove",
 ]
@@ -59,14 +59,22 @@ def jsonable(value: Any, argument: str) -> Any:
         ) from err
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def make_directory(path: Path) -> None:
+    """Create ``path`` and missing parents with the default (umask) mode.
+
+    Raises
+    ------
+    PermissionError
+        ``path`` cannot be created (e.g. a read-only folder); the message names the folder.
+    """
+    try:
+        path.mkdir(parents=True)
+    except OSError as err:
+        folder = next((p for p in path.parents if p.exists()), path.parent)
+        raise PermissionError(
+            f"cannot create {path}: the folder {folder} is not writable ({err.strerror}); "
+            "choose an output path in a writable folder"
+        ) from err
 
 
 def fsync_dir(directory: Path) -> None:
@@ -94,6 +102,7 @@ def lock_directory(root: Path) -> int:
 
 
 def remove(path: Path) -> None:
+    """Delete a file, a link or a folder tree."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     else:

@@ -46,7 +46,9 @@ from tqdm import tqdm
 
 from ._ns_spectral import FORCINGS, forcing_field, wavenumbers
 
-__all__ = ["NavierStokes2D", "SCHEMES", "FNO_DT", "FAST_DT", "default_dt", "record_count"]
+__all__ = [
+    "NavierStokes2D", "SCHEMES", "FNO_DT", "FAST_DT", "default_dt", "per_field", "record_count",
+]
 
 SCHEMES = ("fast", "fno")
 #: Time step of the FNO/G-FNO reference generator.
@@ -54,6 +56,34 @@ FNO_DT = 1e-4
 #: Default largest step of the fast scheme; the CFL condition usually sets a shorter one
 #: (the presets' flows reach max|u| + max|v| of about 0.1 to 0.8).
 FAST_DT = 1.0 / 32
+
+
+def per_field(transform, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Apply a 2D ``torch.fft`` function to each field ``x[..., :, :]`` on its own.
+
+    torch's FFT backends round a batched transform differently from a single one (MKL, and
+    on some CPUs with the field's place in the batch or its memory alignment), so that
+    batching would tie a sample's bits to the samples simulated beside it. Every call here
+    transforms one freshly allocated (so 64-byte aligned) contiguous field of the same shape,
+    whatever the batch, chunk or sample count.
+
+    Parameters
+    ----------
+    transform : callable
+        ``torch.fft.rfft2`` or ``torch.fft.irfft2`` (over the last two axes).
+    x : torch.Tensor
+        ``(..., A, B)`` fields.
+    **kwargs
+        Passed to ``transform`` (e.g. ``s=(N, N)``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(..., A', B')``: the transforms stacked in the order of ``x``.
+    """
+    fields = x.reshape(-1, *x.shape[-2:])
+    out = torch.stack([transform(f.clone(), **kwargs) for f in fields])
+    return out.reshape(*x.shape[:-2], *out.shape[-2:])
 
 
 def default_dt(scheme: str) -> float:
@@ -197,18 +227,13 @@ class NavierStokes2D:
     # ----- spectral helpers -------------------------------------------------------------
     def to_spectral(self, w: torch.Tensor) -> torch.Tensor:
         """``rfft2`` over the last two axes; the fast scheme zeroes the Nyquist modes."""
-        w_hat = torch.fft.rfft2(w)
+        w_hat = per_field(torch.fft.rfft2, w)
         return w_hat if self.scheme == "fno" else w_hat * self._keep
 
     def to_physical(self, w_hat: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`to_spectral`: ``(..., N, N//2+1)`` -> ``(..., N, N)``."""
         n = self.resolution
-        if w_hat.shape[:-2].numel() == 1:
-            # torch's single-transform c2r path rounds differently from the batched one;
-            # pairing the field with itself keeps results independent of the batch size
-            pair = torch.stack((w_hat, w_hat))
-            return torch.fft.irfft2(pair, s=(n, n))[0]
-        return torch.fft.irfft2(w_hat, s=(n, n))
+        return per_field(torch.fft.irfft2, w_hat, s=(n, n))
 
     def velocity(self, w: torch.Tensor) -> torch.Tensor:
         """Velocity ``u = (d psi/dy, -d psi/dx)`` with ``-Laplacian psi = w``.
@@ -237,7 +262,7 @@ class NavierStokes2D:
             u, v = self.to_physical(
                 torch.stack((self._dy * psi_hat, -self._dx * psi_hat), dim=-3)
             ).unbind(-3)
-            products = torch.fft.rfft2(torch.stack((v * v - u * u, u * v), dim=-3))
+            products = per_field(torch.fft.rfft2, torch.stack((v * v - u * u, u * v), dim=-3))
             f_hat = self._dxy * products[..., 0, :, :] + self._dxx_yy * products[..., 1, :, :]
             if not with_speed:
                 return f_hat, None
@@ -246,7 +271,7 @@ class NavierStokes2D:
             (self._dy * psi_hat, -self._dx * psi_hat, self._dx * w_hat, self._dy * w_hat), dim=-3
         )
         u, v, w_x, w_y = self.to_physical(spec).unbind(-3)
-        f_hat = torch.fft.rfft2(u * w_x + v * w_y) * self._dealias
+        f_hat = per_field(torch.fft.rfft2, u * w_x + v * w_y) * self._dealias
         speed = u.abs().amax((-2, -1)) + v.abs().amax((-2, -1))
         return f_hat, speed
 
@@ -272,7 +297,9 @@ class NavierStokes2D:
         if isinstance(step, float):
             e1, e2 = self._step_factors(step)
         else:
-            e1 = torch.exp((-0.5 * self.viscosity) * step * self._lap)
+            # one exp per sample: torch's vectorised and scalar (loop tail) exp differ in
+            # the last bit, and a batched call's tail position depends on the batch size
+            e1 = torch.stack([torch.exp(s * self._lap) for s in (-0.5 * self.viscosity) * step])
             e2 = e1 * e1
         n1 = self._f_hat - adv
         n2 = self._f_hat - self._advection(e1 * (w_hat + 0.5 * step * n1), False)[0]

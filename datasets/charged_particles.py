@@ -49,11 +49,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from grepsnet_sciml._atomic import atomic_path
 
 from . import _particles_clean as _clean
 from . import _particles_egnn as _egnn
@@ -393,17 +394,6 @@ def egnn_benchmark(
 
 
 # --------------------------------------------------------------------------- EGNN files
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def save_egnn_npy(ds: xr.Dataset, directory, split: str, suffix: str = EGNN_SUFFIX) -> None:
     """Write ``ds`` as EGNN's ``{loc,vel,edges,charges}_{split}_{suffix}.npy`` (atomically).
 
@@ -412,7 +402,6 @@ def save_egnn_npy(ds: xr.Dataset, directory, split: str, suffix: str = EGNN_SUFF
     """
     _choice("split", split, SPLITS)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     charge = np.asarray(ds["charge"].values, dtype=np.float64)
     arrays = {
         "loc": np.ascontiguousarray(ds["position"].values.transpose(0, 1, 3, 2)),
@@ -421,7 +410,8 @@ def save_egnn_npy(ds: xr.Dataset, directory, split: str, suffix: str = EGNN_SUFF
         "charges": charge[:, :, None],
     }
     for name, array in arrays.items():
-        _atomic_save(directory / f"{name}_{split}_{suffix}.npy", array)
+        with atomic_path(directory / f"{name}_{split}_{suffix}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, array)
 
 
 def load_egnn_npy(directory, split: str, suffix: str = EGNN_SUFFIX, *, dt: float = 1e-3,

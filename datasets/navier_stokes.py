@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from tqdm import tqdm
 from grepsnet_sciml import __version__
 from grepsnet_sciml.groups import C1, D2, D4, PlanarGroup
 
+from ._environment import generation_threads
 from ._ns_solver import SCHEMES, NavierStokes2D, default_dt, record_count
 from ._ns_spectral import FORCINGS, gaussian_random_field, grid_coordinates
 
@@ -134,7 +136,12 @@ class NavierStokesConfig:
         return default_dt(self.scheme) if self.dt is None else self.dt
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first invalid field."""
+        """Raise ``ValueError`` naming the first invalid field.
+
+        Besides each field's range, the stored resolution must make the declared symmetry
+        act on the grid: the named forcings pair some elements with shifts of 1/4 of the
+        domain, so they need a resolution divisible by 4.
+        """
         for name in ("resolution", "sim_resolution"):
             value = getattr(self, name)
             if value is None and name == "sim_resolution":
@@ -172,6 +179,17 @@ class NavierStokesConfig:
         if self.scheme not in SCHEMES:
             raise ValueError(
                 f"scheme: unknown scheme {self.scheme!r}; expected one of {list(SCHEMES)}"
+            )
+        divisor = _shift_divisor(self.forcing)
+        if r % divisor:
+            shifts = sorted({tuple(v) for v in _SHIFTS[self.forcing].values()})
+            lower, upper = r - r % divisor, r - r % divisor + divisor
+            raise ValueError(
+                f"resolution: {r} is not divisible by {divisor}; the {self.forcing!r} "
+                f"forcing's declared symmetry {_GROUPS[self.forcing]()!r} pairs some of its "
+                f"elements with shifts {shifts} of the domain, whole grid cells only when the "
+                f"stored resolution is divisible by {divisor}; expected a multiple of "
+                f"{divisor} such as {lower or upper} or {upper}"
             )
         record_count(self.t_final, self.record_every)
 
@@ -213,13 +231,19 @@ PRESETS: dict[str, NavierStokesConfig] = {
 
 
 def preset(name: str, **overrides) -> NavierStokesConfig:
-    """The preset ``name`` (``"ns"`` or ``"ns-sym"``) with fields replaced by ``overrides``."""
+    """The preset ``name`` (``"ns"`` or ``"ns-sym"``) with fields replaced by ``overrides``.
+
+    Raises ``ValueError`` for an unknown preset or field, or an invalid result (see
+    :meth:`NavierStokesConfig.validate`).
+    """
     if name not in PRESETS:
         raise ValueError(f"preset: unknown preset {name!r}; expected one of {list(PRESETS)}")
     unknown = set(overrides) - {f.name for f in dataclasses.fields(NavierStokesConfig)}
     if unknown:
         raise ValueError(f"overrides: unknown config fields {sorted(unknown)}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    config = dataclasses.replace(PRESETS[name], **overrides)
+    config.validate()
+    return config
 
 
 # ----- symmetry declaration ----------------------------------------------------------------
@@ -237,6 +261,17 @@ _ACTION = (
     "an N x N grid: PlanarGroup.act_grid(g, .) then a cyclic shift by shift * N cells; "
     "'negate' = det(g) < 0 applies to the vorticity"
 )
+
+
+def _shift_divisor(forcing: str | None) -> int:
+    """Smallest ``d`` such that every declared shift of ``forcing`` is whole cells on a grid
+    of a multiple of ``d`` points (4 for both named forcings; 1 for none or an array)."""
+    denominators = [
+        Fraction(s).limit_denominator(1000).denominator
+        for shift in _SHIFTS.get(forcing, {}).values()
+        for s in shift
+    ]
+    return math.lcm(1, *denominators)
 
 
 def symmetry_declaration(forcing: str | None, scheme: str = "fast") -> dict:
@@ -394,7 +429,9 @@ def generate(
     seed : int
         Sample ``i``'s initial field derives from ``(seed, first_sample + i)`` alone and its
         time steps from its own state, so any chunking of the sample range or
-        ``batch_size`` gives identical data (bitwise on one machine and torch build).
+        ``batch_size`` gives identical data: bitwise for one torch and numpy build on one
+        kind of CPU (see :mod:`grepsnet_sciml.datasets._environment`). Torch runs with
+        one thread during the call (the previous count is restored).
     initial_condition : array (S, S) or (n_samples, S, S), optional
         User initial vorticity at the simulation resolution instead of random fields.
     dtype : torch.dtype
@@ -409,8 +446,8 @@ def generate(
     Notes
     -----
     The fast scheme removes the Nyquist modes of the initial field (stored as such at
-    ``t = 0`` with ``include_initial``). The declared shifts are whole grid cells when the
-    stored resolution is divisible by 4.
+    ``t = 0`` with ``include_initial``). The named forcings need a stored resolution
+    divisible by 4, so that their declared shifts are whole grid cells.
 
     Returns
     -------
@@ -456,9 +493,16 @@ def generate(
     batch_size = _check_count("batch_size", batch_size, 1)
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
+    with generation_threads():
+        return _simulate(config, forcing_array, n_samples, seed, first_sample, initial_condition,
+                         dtype, device, batch_size, progress)
+
+
+def _simulate(config, forcing_array, n_samples, seed, first_sample, initial_condition, dtype,
+              device, batch_size, progress) -> xr.Dataset:
+    """The body of :func:`generate`, with validated arguments."""
     size, stored = config.simulation_resolution, config.resolution
     stride = size // stored
-
     solver = NavierStokes2D(
         size, config.viscosity,
         forcing_array if forcing_array is not None else config.forcing,

@@ -42,16 +42,22 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from grepsnet_sciml._atomic import atomic_write_text
+
+from ._environment import describe_environment_difference, runtime_environment
 from ._files import (
-    atomic_write_text,
     describe_difference,
     fingerprint,
     jsonable,
     lock_directory,
+    make_directory,
     positive_int,
     remove,
 )
 from .storage import (
+    SPLITS_KIND,
+    SPLITS_MANIFEST,
+    check_replaceable,
     local_cluster,
     open_dataset,
     require_finished,
@@ -69,8 +75,6 @@ __all__ = [
 ]
 
 SPLITS = ("train", "valid", "test")
-_SPLITS_MANIFEST = "splits.json"
-_SPLITS_KIND = "grepsnet-sciml split directory"
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -243,7 +247,9 @@ def generate_splits(
         ``"zarr"`` or ``"netcdf"``.
     chunk_size, overwrite, workers, scheduler, processes, progress
         As in :func:`~grepsnet_sciml.datasets.storage.write_dataset`; an interrupted run
-        resumes where it stopped, split by split.
+        resumes where it stopped, split by split, if the settings that change the bytes
+        (:func:`~grepsnet_sciml.datasets._environment.runtime_environment`) are the stored
+        ones.
 
     Returns
     -------
@@ -264,11 +270,13 @@ def generate_splits(
     suffixes = {"zarr": ".zarr", "netcdf": ".nc"}
     if format not in suffixes:
         raise ValueError(f"format: expected 'zarr' or 'netcdf', got {format!r}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists; choose another output path or pass overwrite=True "
-            "(--overwrite) to replace it"
-        )
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(
+                f"{path} already exists; choose another output path or pass overwrite=True "
+                "(--overwrite) to replace it"
+            )
+        check_replaceable(path)
     streams = {}
     for name, n in sizes.items():
         split_kwargs = {**(kwargs or {}), "split": name} if split_argument else kwargs
@@ -315,7 +323,7 @@ def generate_splits(
             remove(replaced)
     except BaseException:
         nothing_done = workspace.is_dir() and [f.name for f in workspace.iterdir()] == [
-            _SPLITS_MANIFEST
+            SPLITS_MANIFEST
         ]
         if nothing_done:  # nothing worth resuming: let other arguments follow
             shutil.rmtree(workspace, ignore_errors=True)
@@ -330,11 +338,12 @@ def generate_splits(
 def _open_split_workspace(workspace: Path, arguments: dict, overwrite: bool) -> int:
     """Create or check the workspace of a split directory; return its lock."""
     digest = fingerprint(arguments)
-    manifest_file = workspace / _SPLITS_MANIFEST
+    environment = runtime_environment()
+    manifest_file = workspace / SPLITS_MANIFEST
     if workspace.exists():
         try:
             manifest = json.loads(manifest_file.read_text())
-            ours = isinstance(manifest, dict) and manifest.get("kind") == _SPLITS_KIND
+            ours = isinstance(manifest, dict) and manifest.get("kind") == SPLITS_KIND
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(
                 f"{manifest_file}: missing or unreadable ({err}), so {workspace} is not a "
@@ -343,7 +352,7 @@ def _open_split_workspace(workspace: Path, arguments: dict, overwrite: bool) -> 
         if not ours:
             raise ValueError(
                 f"{manifest_file}: not a grepsnet-sciml split manifest (expected kind "
-                f"{_SPLITS_KIND!r}); move or delete {workspace}"
+                f"{SPLITS_KIND!r}); move or delete {workspace}"
             )
         if manifest.get("fingerprint") != digest:
             if not overwrite:
@@ -354,12 +363,25 @@ def _open_split_workspace(workspace: Path, arguments: dict, overwrite: bool) -> 
                     "(--overwrite) to discard it"
                 )
             shutil.rmtree(workspace)
+        elif manifest.get("environment") != environment:
+            if not overwrite:
+                stored = manifest.get("environment") or {}
+                raise ValueError(
+                    f"{manifest_file}: its splits were computed under other settings, which "
+                    f"change the bytes ({describe_environment_difference(environment, stored)});"
+                    " resuming would mix stores of different bits: resume under the stored "
+                    "settings, or pass overwrite=True (--overwrite) to discard them"
+                )
+            shutil.rmtree(workspace)
     if not workspace.exists():
         staging = workspace.with_name(f"{workspace.name}.{os.getpid()}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        manifest = {"kind": _SPLITS_KIND, "fingerprint": digest, "arguments": arguments}
-        atomic_write_text(staging / _SPLITS_MANIFEST, json.dumps(manifest, indent=1))
+        make_directory(staging)
+        manifest = {
+            "kind": SPLITS_KIND, "fingerprint": digest, "arguments": arguments,
+            "environment": environment,
+        }
+        atomic_write_text(staging / SPLITS_MANIFEST, json.dumps(manifest, indent=1))
         os.replace(staging, workspace)
     return lock_directory(workspace)
 

@@ -15,16 +15,25 @@ Atomicity and resuming
 Nothing appears at ``PATH`` until the dataset is complete. The work happens in the workspace
 ``PATH.partial/``::
 
-    manifest.json   the arguments, their fingerprint and the ranges of finished chunks
+    manifest.json   the arguments, their fingerprint, the settings the bytes depend on
+                    (torch/numpy versions, CPU capability, threads) and the finished chunks
     store.zarr      the zarr store being filled, chunk by chunk
     assembled.nc    (netCDF only) the finished file, streamed from store.zarr at the end
 
 A chunk is recorded in the manifest (written atomically: temp file + ``os.replace``) only after
 its data are written, so a run killed at any moment (SIGKILL included) and started again with
 the same arguments recomputes only the chunks not recorded and ends with the same bytes of
-data as an uninterrupted run. The finished store is moved to ``PATH`` with ``os.replace``;
+data as an uninterrupted run. A resume under other settings (another torch or numpy build,
+another kind of CPU), or a chunk computed by a worker under other settings, is refused, as it
+would mix chunks of different bits. The finished store is moved to ``PATH`` with ``os.replace``;
 an existing ``PATH`` is kept until its replacement is complete. A workspace made with
-different arguments, or a file that is not one of ours, is refused with an error naming it.
+different arguments, or a file that is not one of ours, is refused with an error naming it;
+``overwrite`` replaces only a store or split directory this package wrote.
+
+Reading
+-------
+:func:`open_dataset` is lazy; a chunk that cannot be decoded (truncated, overwritten) raises
+a ``ValueError`` naming the store, the variable and the chunk file when it is read.
 A run that fails before finishing any chunk removes its workspace (it holds nothing).
 
 Examples
@@ -45,6 +54,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -55,14 +65,18 @@ from typing import Any
 import dask.array
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
+from grepsnet_sciml._atomic import atomic_path, atomic_write_text
+
+from ._environment import describe_environment_difference, runtime_environment
 from ._files import (
-    atomic_write_text,
     describe_difference,
     fingerprint,
     fsync_dir,
     jsonable,
     lock_directory,
+    make_directory,
     positive_int,
     remove,
 )
@@ -70,6 +84,7 @@ from ._files import (
 __all__ = [
     "MANIFEST_NAME",
     "SAMPLE_DIM",
+    "check_replaceable",
     "local_cluster",
     "open_dataset",
     "read_manifest",
@@ -83,7 +98,11 @@ __all__ = [
 SAMPLE_DIM = "sample"
 MANIFEST_NAME = "manifest.json"
 _MANIFEST_KIND = "grepsnet-sciml partial dataset"
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2
+SPLITS_MANIFEST = "splits.json"
+SPLITS_KIND = "grepsnet-sciml split directory"
+_SPLIT_STORES = {f"{s}{x}" for s in ("train", "valid", "test") for x in (".zarr", ".nc")}
+_ZARR_METADATA = {"zarr.json", ".zattrs", ".zgroup", ".zmetadata"}
 _STORE_NAME = "store.zarr"
 _ASSEMBLED_NAME = "assembled.nc"
 _REPLACED_NAME = "replaced"
@@ -167,7 +186,8 @@ def write_dataset(
         whether an existing workspace may be resumed.
     overwrite : bool
         Replace an existing ``path`` (only once the new dataset is complete), and discard a
-        workspace made with other arguments. Without it both are refused.
+        workspace made with other arguments or settings. Without it both are refused. Only a
+        store or split directory this package wrote is replaced (:func:`check_replaceable`).
     workers : int, optional
         Compute chunks on a dask.distributed ``LocalCluster`` of this many single-threaded
         workers listening on 127.0.0.1 only.
@@ -189,8 +209,12 @@ def write_dataset(
     FileExistsError
         ``path`` exists and ``overwrite`` is false.
     ValueError
-        Bad arguments; a workspace made with other arguments (without ``overwrite``); a
-        workspace or store that is not ours or is corrupt; a chunk of the wrong form.
+        Bad arguments; a workspace made with other arguments or under other settings of
+        :func:`~grepsnet_sciml.datasets._environment.runtime_environment` (without
+        ``overwrite``); a chunk computed by a worker under other settings; a ``path``, workspace
+        or store that is not ours or is corrupt; a chunk of the wrong form.
+    PermissionError
+        The folder of ``path`` is not writable (the message names it).
     """
     path = Path(path)
     n_samples = positive_int(n_samples, "n_samples")
@@ -201,11 +225,13 @@ def write_dataset(
         raise ValueError(f"workers={workers!r}, scheduler={scheduler!r}: give at most one of them")
     if workers is not None:
         workers = positive_int(workers, "workers")
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists; choose another output path or pass overwrite=True "
-            "(--overwrite) to replace it"
-        )
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(
+                f"{path} already exists; choose another output path or pass overwrite=True "
+                "(--overwrite) to replace it"
+            )
+        check_replaceable(path)
     arguments = {
         "config": jsonable(config, "config"),
         "n_samples": n_samples,
@@ -272,9 +298,9 @@ def _compute(make_chunk, workspace, todo, workers, scheduler, processes) -> Iter
             c = next(queue, None)
             if c is not None:
                 first, n = workspace.bounds(c)
-                running.add(
-                    client.submit(make_chunk, first, n, key=f"grepsnet-{key}-{c}", pure=False)
-                )
+                running.add(client.submit(
+                    _computed_with, make_chunk, first, n, key=f"grepsnet-{key}-{c}", pure=False
+                ))
             return c is not None
 
         # At most two chunks per worker are in flight. Until chunk 0 has laid out the store,
@@ -284,8 +310,17 @@ def _compute(make_chunk, workspace, todo, workers, scheduler, processes) -> Iter
             submit_next()
         for future in running:
             c = int(future.key.rsplit("-", 1)[1])
-            chunk = future.result()
+            environment, chunk = future.result()
             future.release()
+            if environment != workspace.environment:
+                difference = describe_environment_difference(
+                    environment, workspace.environment, ("this run", "worker")
+                )
+                raise ValueError(
+                    f"chunk {c} of {workspace.root} was computed by a dask worker under other "
+                    f"settings, which change the bytes ({difference}); run workers with the "
+                    "same torch and numpy builds on the same kind of CPU"
+                )
             yield c, chunk
             if workspace.initialised:
                 while running.count() < limit and submit_next():
@@ -299,6 +334,11 @@ def _compute(make_chunk, workspace, todo, workers, scheduler, processes) -> Iter
 def local_cluster(workers: int, processes: bool = True):
     """A dask.distributed ``LocalCluster`` of single-threaded workers on 127.0.0.1 only.
 
+    The workers start without dask's ``MALLOC_TRIM_THRESHOLD_=65536``: setting that glibc
+    variable at all turns off malloc's adaptive mmap threshold, so every large temporary
+    array of a solver is mapped and unmapped afresh (a Navier-Stokes generation ran 4x
+    slower serially with it set).
+
     Parameters
     ----------
     workers : int
@@ -306,16 +346,23 @@ def local_cluster(workers: int, processes: bool = True):
     processes : bool
         Worker processes (true parallelism) or threads of this process (cheap to start).
     """
+    import dask.config
     from distributed import LocalCluster
 
-    return LocalCluster(
-        n_workers=positive_int(workers, "workers"),
-        threads_per_worker=1,
-        processes=processes,
-        protocol="tcp://",
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(
+            n_workers=positive_int(workers, "workers"),
+            threads_per_worker=1,
+            processes=processes,
+            protocol="tcp://",
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+
+
+def _computed_with(make_chunk, first: int, n: int) -> tuple[dict, xr.Dataset]:
+    """``(runtime_environment(), make_chunk(first, n))``, run on a dask worker."""
+    return runtime_environment(), make_chunk(first, n)
 
 
 def _call_chunk(make_chunk, workspace, c) -> xr.Dataset:
@@ -335,6 +382,12 @@ class _Workspace:
     @classmethod
     def open(cls, root: Path, arguments: dict, overwrite: bool) -> _Workspace:
         digest = fingerprint(arguments)
+        environment = runtime_environment()
+        if root.exists() and overwrite:
+            try:
+                read_manifest(root)
+            except _OtherVersionError:  # ours, from another version: discard it
+                shutil.rmtree(root)
         if root.exists():
             manifest = read_manifest(root)
             finished = len(_ranges_to_set(manifest["complete"])) == manifest["n_chunks"]
@@ -350,6 +403,16 @@ class _Workspace:
                         "(--overwrite) to discard it"
                     )
                 shutil.rmtree(root)
+            elif manifest["environment"] != environment:
+                if not overwrite:
+                    raise ValueError(
+                        f"{root / MANIFEST_NAME}: its chunks were computed under other settings, "
+                        "which change the bytes ("
+                        f"{describe_environment_difference(environment, manifest['environment'])}"
+                        "); resuming would mix chunks of different bits: resume under the stored "
+                        "settings, or pass overwrite=True (--overwrite) to discard them"
+                    )
+                shutil.rmtree(root)
         if not root.exists():
             n_chunks = -(-arguments["n_samples"] // arguments["chunk_size"])
             manifest = {
@@ -357,6 +420,7 @@ class _Workspace:
                 "version": _MANIFEST_VERSION,
                 "fingerprint": digest,
                 "arguments": arguments,
+                "environment": environment,
                 "n_chunks": n_chunks,
                 "initialised": False,
                 "complete": [],
@@ -364,7 +428,7 @@ class _Workspace:
             # Created under a temporary name and renamed, so a workspace always has a manifest.
             staging = root.with_name(f"{root.name}.{os.getpid()}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
+            make_directory(staging)
             atomic_write_text(staging / MANIFEST_NAME, json.dumps(manifest, indent=1))
             os.replace(staging, root)
         lock_fd = lock_directory(root)
@@ -386,6 +450,11 @@ class _Workspace:
     @property
     def arguments_fingerprint(self) -> str:
         return self.manifest["fingerprint"]
+
+    @property
+    def environment(self) -> dict:
+        """The settings the chunks were computed under (see ``runtime_environment``)."""
+        return self.manifest["environment"]
 
     @property
     def initialised(self) -> bool:
@@ -546,12 +615,11 @@ def _assemble_netcdf(store: Path, target: Path, chunk_size: int) -> None:
         for name, var in ds.variables.items()
         if SAMPLE_DIM in var.dims and name != SAMPLE_DIM
     }
-    tmp = target.with_name(target.name + ".tmp")
-    ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
-    ds.close()
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    with atomic_path(target, suffix=".nc") as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        ds.close()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,22 +643,26 @@ def read_manifest(workspace: str | os.PathLike) -> dict:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{file}: corrupt manifest ({err}); delete {workspace}") from err
-    keys = {"kind", "version", "fingerprint", "arguments", "n_chunks", "initialised", "complete"}
-    if (
-        not isinstance(manifest, dict)
-        or manifest.get("kind") != _MANIFEST_KIND
-        or not keys <= manifest.keys()
-    ):
+    keys = {
+        "kind", "version", "fingerprint", "arguments", "environment", "n_chunks", "initialised",
+        "complete",
+    }
+    if not isinstance(manifest, dict) or manifest.get("kind") != _MANIFEST_KIND:
         raise ValueError(
             f"{file}: not a grepsnet-sciml manifest (expected a JSON object with kind "
             f"{_MANIFEST_KIND!r} and keys {sorted(keys)}); move or delete {workspace}"
         )
-    if manifest["version"] != _MANIFEST_VERSION:
-        raise ValueError(
-            f"{file}: manifest version {manifest['version']!r}, expected {_MANIFEST_VERSION}; "
-            f"delete {workspace} or pass overwrite=True (--overwrite)"
+    if manifest.get("version") != _MANIFEST_VERSION or not keys <= manifest.keys():
+        raise _OtherVersionError(
+            f"{file}: manifest version {manifest.get('version')!r}, expected "
+            f"{_MANIFEST_VERSION} with keys {sorted(keys)} (made by another version of "
+            f"grepsnet-sciml); delete {workspace} or pass overwrite=True (--overwrite)"
         )
     return manifest
+
+
+class _OtherVersionError(ValueError):
+    """A manifest of ours written by another version of the package."""
 
 
 def _ranges_to_set(ranges: list) -> set[int]:
@@ -606,6 +678,52 @@ def _set_to_ranges(chunks: set[int]) -> list[list[int]]:
         else:
             ranges.append([c, c + 1])
     return ranges
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raise unless ``path`` is something this package wrote, so ``overwrite`` may replace it.
+
+    Replaceable are a dataset store (zarr folder or netCDF file) that
+    :func:`open_dataset` accepts and whose folder holds nothing but zarr metadata and arrays,
+    and a split directory (its ``splits.json`` of our kind, beside nothing but split stores).
+
+    Raises
+    ------
+    ValueError
+        Naming ``path`` and why it is not ours (what it holds, or why it cannot be read).
+    """
+    path = Path(path)
+    refuse = (
+        f"{path}: refusing to overwrite it: {{}}; --overwrite (overwrite=True) replaces only a "
+        "store or split directory written by grepsnet-sciml: move or delete it yourself, or "
+        "choose another output path"
+    )
+    if path.is_dir() and (path / SPLITS_MANIFEST).is_file():
+        try:
+            kind = json.loads((path / SPLITS_MANIFEST).read_text()).get("kind")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            kind = None
+        if kind != SPLITS_KIND:
+            raise ValueError(refuse.format(f"its {SPLITS_MANIFEST} is not one of ours"))
+        allowed = _SPLIT_STORES | {SPLITS_MANIFEST}
+        foreign = sorted(f.name for f in path.iterdir() if f.name not in allowed)
+        if foreign:
+            raise ValueError(refuse.format(f"it holds files that are not ours: {foreign}"))
+        return
+    if not (path.is_dir() or path.is_file()):
+        raise ValueError(refuse.format("it is neither a file nor a folder"))
+    if path.is_dir():
+        foreign = sorted(
+            f.name for f in path.iterdir()
+            if f.name not in _ZARR_METADATA
+            and not (f.is_dir() and ((f / "zarr.json").is_file() or (f / ".zarray").is_file()))
+        )
+        if foreign:
+            raise ValueError(refuse.format(f"it holds files that are not ours: {foreign}"))
+    try:
+        open_dataset(path).close()
+    except ValueError as err:
+        raise ValueError(refuse.format(f"it is not a grepsnet-sciml dataset ({err})")) from err
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,10 +770,91 @@ def open_dataset(path: str | os.PathLike, chunks: Mapping | None = None) -> xr.D
         ) from err
     try:
         validate_dataset(ds, source=str(path))
+        return _checked_reads(ds, path)
     except ValueError:
         ds.close()
         raise
-    return ds
+
+
+def _checked_reads(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """``ds`` with every dask-backed variable read through :class:`_CheckedArray`."""
+    if path.is_dir():
+        raw = xr.open_zarr(path, consolidated=False, chunks=None, **_OPEN_OPTIONS)
+    else:
+        raw = xr.open_dataset(path, engine="h5netcdf", chunks=None, **_OPEN_OPTIONS)
+    replaced = {}
+    for name, var in ds.variables.items():
+        if isinstance(var.data, dask.array.Array):
+            guarded = _CheckedArray(raw[name].variable, path, str(name))
+            data = dask.array.from_array(
+                guarded, chunks=var.data.chunks, lock=False, asarray=False,
+                name=f"grepsnet-read-{tokenize(str(path), name, var.data.name)}",
+                meta=np.empty((0,) * var.ndim, dtype=var.dtype),
+            )
+            replaced[name] = var.copy(data=data)
+    return ds.assign(replaced)
+
+
+class _CheckedArray:
+    """One stored variable, read on demand; a failed read names the store, the variable and
+    the chunk file(s) (zarr) or HDF5 chunk indices (netCDF) instead of a bare codec error.
+
+    Parameters
+    ----------
+    variable : xarray.Variable
+        The variable opened lazily (not dask-backed, not loaded).
+    path : pathlib.Path
+        The store or netCDF file.
+    name : str
+        The variable's name.
+    """
+
+    def __init__(self, variable: xr.Variable, path: Path, name: str):
+        self.variable, self.path, self.name = variable, path, name
+        self.shape, self.dtype, self.ndim = variable.shape, variable.dtype, variable.ndim
+        stored = variable.encoding.get("chunks") or variable.encoding.get("chunksizes")
+        self.stored_chunks = tuple(stored) if stored else self.shape
+
+    def __getitem__(self, key) -> np.ndarray:
+        try:
+            return np.asarray(self.variable[key].values)
+        except Exception as err:  # a codec, HDF5 or file-system error: name where it happened
+            raise ValueError(
+                f"{self.path}: variable {self.name!r}: cannot read {self._where(key)} "
+                f"({type(err).__name__}: {err}); the file is damaged (truncated or overwritten): "
+                "regenerate the dataset"
+            ) from err
+
+    def _where(self, key) -> str:
+        """The stored chunks that ``key`` (a tuple of slices) covers, as chunk files."""
+        ranges = []
+        for s, size, step in zip(key, self.shape, self.stored_chunks):
+            start, stop, _ = s.indices(size)
+            ranges.append(range(start // step, max(start, stop - 1) // step + 1))
+        coords = list(itertools.product(*ranges))
+        if not self.path.is_dir():
+            return f"HDF5 chunk(s) {coords[:3]}" + (" ..." if len(coords) > 3 else "")
+        files = [str(self.path / self.name / _zarr_chunk_key(self.path / self.name, c))
+                 for c in coords[:3]]
+        return "chunk file(s) " + ", ".join(files) + (" ..." if len(coords) > 3 else "")
+
+
+def _zarr_chunk_key(array_dir: Path, coords: tuple[int, ...]) -> str:
+    """The name, inside a zarr array's folder, of the chunk at ``coords`` (v3 or v2 layout)."""
+    try:
+        meta = json.loads((array_dir / "zarr.json").read_text())
+    except (OSError, ValueError):
+        meta = None
+    if isinstance(meta, dict):  # zarr v3: "default" keys are c/i/j, "v2" keys i.j
+        encoding = meta.get("chunk_key_encoding", {})
+        separator = encoding.get("configuration", {}).get("separator", "/")
+        prefix = f"c{separator}" if encoding.get("name", "default") == "default" else ""
+        return prefix + separator.join(map(str, coords)) if coords else "c"
+    try:
+        separator = json.loads((array_dir / ".zarray").read_text()).get("dimension_separator")
+    except (OSError, ValueError, AttributeError):
+        separator = None
+    return (separator or ".").join(map(str, coords)) or "0"
 
 
 def validate_dataset(ds: xr.Dataset, source: str = "dataset") -> None:

@@ -4,7 +4,8 @@
 
 The experiment is a typed config (the same one ``grepsnet train CONFIG.toml`` reads);
 checkpoints (``best.pt`` by validation rollout error, ``last.pt``) and ``metrics.jsonl``
-land in ``OUT/fno`` and ``OUT/mpnn``. Rerun with ``--resume`` to continue an interrupted run.
+land in ``OUT/fno`` and ``OUT/mpnn``. Rerun with ``--resume`` to continue an interrupted run,
+or with ``--overwrite`` to replace the runs (a plain rerun refuses to touch them).
 """
 
 import argparse
@@ -20,7 +21,9 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/examples")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--t-in", type=int, default=4)
-    parser.add_argument("--resume", action="store_true")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true")
+    mode.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
 
     fields = config_from_dict({
@@ -29,7 +32,7 @@ def main(argv=None):
         "train": {"out_dir": os.path.join(args.out, "fno"), "epochs": args.epochs,
                   "batch_size": 8, "lr": 3e-3, "progress": False},
     })
-    _, history = train(fields, resume=args.resume)
+    _, history = train(fields, resume=args.resume, overwrite=args.overwrite)
     print("fno:", [round(h["valid_error"], 4) for h in history], "validation rollout errors")
 
     particles = config_from_dict({
@@ -39,7 +42,8 @@ def main(argv=None):
         "train": {"out_dir": os.path.join(args.out, "mpnn"), "epochs": args.epochs,
                   "batch_size": 32, "lr": 2e-3, "loss": "mse", "progress": False},
     })
-    _, history = train(particles, resume=args.resume)
+    _, history = train(particles, resume=args.resume,
+                       overwrite=args.overwrite)
     print("mpnn:", [round(h["valid_error"], 4) for h in history], "validation rollout errors")
 
 

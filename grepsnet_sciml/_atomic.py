@@ -34,7 +34,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     path : path-like
         Destination. Its folder is created if missing.
     suffix : str
-        Suffix of the temporary name (some writers choose the format from it, e.g. ``.png``).
+        Ending of the temporary name (some writers choose the format from it, e.g. ``.png``).
 
     Raises
     ------
@@ -45,7 +45,7 @@ def atomic_path(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=suffix + ".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp" + suffix)
     except OSError as err:
         raise PermissionError(
             f"cannot write {path}: its folder {folder} is not writable ({err.strerror}); "

@@ -19,7 +19,14 @@ from .data import open_dataset
 from .diagnostics import field_elements, field_transform, particle_transform, symmetry_consistency
 from .evaluate import evaluate_fields, evaluate_particles
 from .experiment import load_model
-from .pipeline import JobConfig, _write_netcdf, initial_states
+from .pipeline import (
+    JobConfig,
+    _write_netcdf,
+    claim_outputs,
+    initial_states,
+    job_outputs,
+    with_guard,
+)
 from .reference import dataset_config
 from .rollout import rollout
 
@@ -47,7 +54,7 @@ def _load_all(checkpoints: Mapping[str, str]):
 
 def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps: int,
                 n_samples: int = 4, diagnose_steps: int = 10, diagnose_samples: int = 2,
-                n_elements: int = 8) -> tuple[xr.Dataset, xr.Dataset]:
+                n_elements: int = 8, overwrite: bool = False) -> tuple[xr.Dataset, xr.Dataset]:
     """Evaluate and diagnose several surrogates against the solver from the same states.
 
     Parameters
@@ -67,23 +74,29 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
     n_elements : int
         Particles: random E(3) x S_n elements of the diagnosis (fields use the dataset's
         declared elements).
+    overwrite : bool
+        Replace earlier results of this job in ``out_dir`` (refused otherwise; see
+        :func:`~.pipeline.claim_outputs`).
 
     Returns
     -------
     evaluation, diagnostics : xarray.Dataset
         ``evaluation`` with a ``model`` axis in the order of ``checkpoints`` (plus
-        ``valid_steps(model, sample)``); ``diagnostics`` with ``equivariance_error(model,
+        ``valid_steps(model, sample)``, ``blowup_step(model, sample)`` and
+        ``attrs["guard"]``); ``diagnostics`` with ``equivariance_error(model,
         element, time)`` and ``transformed_error`` for every model and ``"solver"``.
     """
     loaded = _load_all(checkpoints)
     first = next(iter(loaded.values()))
     ds = open_dataset(data)
-    os.makedirs(out_dir, exist_ok=True)
 
     # ---- evaluation: every model and the solver from the same states --------------------
-    job = JobConfig(checkpoint="", data=data, out_dir=out_dir, n_steps=n_steps,
-                    n_samples=n_samples)
+    job = JobConfig(checkpoint=next(iter(checkpoints.values())), data=data, out_dir=out_dir,
+                    n_steps=n_steps, n_samples=n_samples)
     state, step_time, solver = initial_states(first, ds, job)
+    for m, path in zip(loaded.values(), checkpoints.values()):
+        initial_states(m, ds, JobConfig(checkpoint=path, data=data, n_samples=1))
+    claim_outputs(out_dir, job_outputs("compare", first.kind), overwrite, "compare")
     results = {name: rollout(m.model, state, n_steps, layout=m.layout, step_time=step_time)
                for name, m in loaded.items()}
     truth = solver(state, n_steps)
@@ -102,12 +115,11 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
         plots.plot_trajectories(ev, os.path.join(out_dir, "trajectories"))
     plots.plot_error_vs_time(ev, os.path.join(out_dir, "error_vs_time"),
                              metric="rel_l2" if first.kind == "field" else "position_mse")
-    valid = np.stack([r.valid_steps.numpy() for r in results.values()])
-    ev = ev.assign(valid_steps=(("model", "sample"), valid))
+    ev = with_guard(ev, list(results.values()))
     _write_netcdf(ev, os.path.join(out_dir, "evaluation.nc"))
 
     # ---- symmetry diagnosis in float64 --------------------------------------------------
-    djob = JobConfig(checkpoint="", data=data, out_dir=out_dir, n_steps=diagnose_steps,
+    djob = JobConfig(checkpoint=job.checkpoint, data=data, out_dir=out_dir, n_steps=diagnose_steps,
                      n_samples=diagnose_samples)
     dstate, step_time, solver = initial_states(first, ds, djob)
     if first.kind == "field":

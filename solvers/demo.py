@@ -5,7 +5,8 @@ Each part trains an equivariant model and a baseline on the same data and compar
 side by side (:func:`~.compare.compare_job`): GRepsFNO and FNO on NS-Sym, GRepsNBody and
 EGNN on charged particles. Sizes (:class:`DemoConfig`) are chosen to finish in about 5
 minutes on 2 CPU cores. Data already generated in ``out_dir/data`` is reused; training
-always starts fresh.
+always starts fresh: the demo replaces its own earlier runs and results (``overwrite``), and
+refuses a folder of other files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from grepsnet_sciml._atomic import atomic_write_text
 
 from .compare import compare_job
 from .config import ExperimentConfig, config_from_dict
@@ -137,10 +140,8 @@ def _parameters(checkpoint: str) -> int:
 
 def _train_fresh(cfg) -> tuple[str, list[dict], float]:
     """Train ``cfg`` from scratch; ``(best checkpoint, history, seconds)``."""
-    if os.path.exists(cfg.train.out_dir):
-        shutil.rmtree(cfg.train.out_dir)
     clock = time.perf_counter()
-    _, history = train(cfg)
+    _, history = train(cfg, overwrite=True)
     return os.path.join(cfg.train.out_dir, "best.pt"), history, time.perf_counter() - clock
 
 
@@ -178,7 +179,7 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
                          "best_valid_rollout_error": hist[-1]["best"]}
     ev, diag = compare_job(ckpts, ns_test, os.path.join(out, "ns"), cfg.ns_rollout,
                            n_samples=cfg.ns_test, diagnose_steps=cfg.diagnose_steps,
-                           diagnose_samples=2)
+                           diagnose_samples=2, overwrite=True)
     for name in ckpts:
         rel = ev.rel_l2.sel(model=name).mean("sample")
         numbers[name].update({
@@ -253,7 +254,7 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
     steps = min(cfg.diagnose_steps, cfg.particle_rollout)
     ev, diag = compare_job(ckpts, p_test, pdir, cfg.particle_rollout,
                            n_samples=cfg.particle_test, diagnose_steps=steps,
-                           diagnose_samples=2)
+                           diagnose_samples=2, overwrite=True)
     for name in ckpts:
         mse = ev.position_mse.sel(model=name).mean("sample")
         numbers[name].update({
@@ -318,9 +319,6 @@ def run_demo(cfg: DemoConfig | None = None) -> str:
     summary["seconds"] = time.perf_counter() - clock
     lines += [f"Total time: {summary['seconds']:.0f} s. Numbers: `summary.json`.", ""]
     report = os.path.join(out, "report.md")
-    tmp = report + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, report)
+    atomic_write_text(report, "\n".join(lines))
     write_json(summary, os.path.join(out, "summary.json"))
     return report

@@ -13,6 +13,7 @@ rep_out)``; equivariant models register themselves with :func:`register_model`.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -37,10 +38,11 @@ from .data import (
 from .losses import relative_l2
 from .normalize import NormalizedModel, Normalizer, block_statistics
 from .rollout import rollout
-from .trainer import Trainer, load_checkpoint
+from .trainer import RESUME_APPLIED, Trainer, load_checkpoint, resume_changes
 
-__all__ = ["MODELS", "register_model", "model_from_dataset", "build_model", "make_datasets",
-           "train", "load_model", "LoadedModel", "model_description"]
+__all__ = ["MODELS", "MODEL_KINDS", "register_model", "model_from_dataset", "build_model",
+           "make_datasets", "train", "load_model", "LoadedModel", "model_description",
+           "check_modes"]
 
 def _default(value: int, default: int) -> int:
     """A :class:`~.config.ModelConfig` size; 0 means the model's own default."""
@@ -127,9 +129,61 @@ or pseudo-scalar field). Particles (``(T1, T1, T0)`` in, ``T1`` or ``(T1, T1)`` 
 """
 
 
-def register_model(name: str, builder: Callable) -> None:
-    """Make ``builder(model_config, rep_in, rep_out)`` available as ``model.name = name``."""
+MODEL_KINDS: dict[str, str] = {"fno": "field", "grepsfno": "field", "gfno-p4": "field",
+                               "gfno-p4m": "field", "mpnn": "particles",
+                               "grepsnbody": "particles", "egnn": "particles"}
+"""The data kind (``"field"`` or ``"particles"``) each model of :data:`MODELS` takes."""
+
+_WINDOW_MODELS = ("fno", "grepsfno", "gfno-p4", "gfno-p4m")
+"""Field models whose spectral window is ``|kx|, |ky| <= modes - 1`` (the package's)."""
+
+
+def register_model(name: str, builder: Callable, kind: str | None = None) -> None:
+    """Make ``builder(model_config, rep_in, rep_out)`` available as ``model.name = name``.
+
+    ``kind`` (``"field"`` or ``"particles"``), when given, lets :func:`build_model` refuse
+    data of the other kind with a clear error.
+    """
+    if kind not in (None, "field", "particles"):
+        raise ValueError(f"kind: expected 'field', 'particles' or None, got {kind!r}")
     MODELS[name] = builder
+    if kind is not None:
+        MODEL_KINDS[name] = kind
+    else:
+        MODEL_KINDS.pop(name, None)
+
+
+def _check_kind(name: str, kind: str, source: str = "the data") -> None:
+    want = MODEL_KINDS.get(name)
+    if want is not None and want != kind:
+        others = sorted(n for n, k in MODEL_KINDS.items() if k == kind)
+        raise ValueError(
+            f"model.name: {name!r} is a {want} model, but {source} holds {kind} data "
+            f"(attrs['kind'] = {kind!r}); expected one of {others} for {kind} data")
+
+
+def check_modes(name: str, modes: int, grid: tuple[int, int], source: str = "the data") -> None:
+    """ValueError naming ``modes``, the grid and the bound when ``modes`` exceeds the grid.
+
+    Parameters
+    ----------
+    name : str
+        A field model of :data:`MODELS` (others are not checked).
+    modes : int
+        ``model.modes``.
+    grid : (int, int)
+        The data's ``(X, Y)``.
+    source : str
+        Names the data in the message.
+    """
+    if name not in _WINDOW_MODELS:
+        return
+    n = min(grid)
+    if modes - 1 >= n // 2:
+        raise ValueError(
+            f"model.modes: {modes} is too large for the {grid[0]}x{grid[1]} grid of {source}: "
+            f"{name!r} keeps the window |k| <= modes - 1, which must stay below Nyquist "
+            f"N/2 = {n // 2}; expected modes <= {n // 2}")
 
 
 def _kind(ds) -> str:
@@ -212,7 +266,15 @@ def model_from_dataset(ds, name: str = "auto", *, t_in: int = 10, t_out: int = 1
         rep_in, rep_out = layout.reps(t_in), layout.reps(t_out)
     else:
         rep_in, rep_out = particle_reps(ds, predict_velocity)
-    return MODELS[_resolve_name(cfg, kind)](cfg, rep_in, rep_out)
+    name = _resolve_name(cfg, kind)
+    _check_kind(name, kind, _source_of(ds))
+    if kind == "field":
+        check_modes(name, cfg.modes, (ds.sizes["x"], ds.sizes["y"]), _source_of(ds))
+    return MODELS[name](cfg, rep_in, rep_out)
+
+
+def _source_of(ds) -> str:
+    return str(ds.encoding.get("source") or ds.attrs.get("_source") or "the data")
 
 
 def _field_normalizers(layout: FieldLayout, frames: torch.Tensor, t_in: int, t_out: int):
@@ -253,8 +315,20 @@ def _resolve_name(model_cfg: ModelConfig, kind: str) -> str:
 
 def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
                 rep_in=None, rep_out=None) -> NormalizedModel:
-    """The configured model wrapped in its normalization (statistics from ``train_set``)."""
+    """The configured model wrapped in its normalization (statistics from ``train_set``).
+
+    Raises
+    ------
+    ValueError
+        The model takes data of the other kind, or (when ``train_set`` gives the grid)
+        ``model.modes`` is too large for it; the message names model, data and bound.
+    """
     name = _resolve_name(cfg.model, kind)
+    source = repr(cfg.data.train) if cfg.data.train else "the data"
+    _check_kind(name, kind, source)
+    if kind == "field" and train_set is not None:
+        check_modes(name, cfg.model.modes, (train_set.ds.sizes["x"], train_set.ds.sizes["y"]),
+                    source)
     if kind == "field":
         layout = layout or train_set.layout
         rep_in, rep_out = layout.reps(cfg.data.t_in), layout.reps(cfg.data.t_out)
@@ -299,12 +373,64 @@ def _particle_validator(valid_ds, valid_idx, frame0: int, delta: int, n_steps: i
     return validate
 
 
-def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callable] = ()):
+def _check_resume(cfg: ExperimentConfig) -> None:
+    """Refuse to resume a run whose data, model or run-defining settings differ from ``cfg``.
+
+    Every difference is listed (stored vs requested), before any model is built.
+    """
+    path = os.path.join(cfg.train.out_dir, "last.pt")
+    if not os.path.exists(path):
+        return
+    ckpt = load_checkpoint(path)
+    stored = ckpt.get("meta", {}).get("experiment")
+    if not isinstance(stored, dict):
+        raise ValueError(f"resume: {path!r} lacks the experiment it was trained with "
+                         "(meta['experiment']); expected a checkpoint written by train()")
+    now = config_to_dict(cfg)
+    diffs = [(f"{section}.{key}", stored.get(section, {}).get(key), value)
+             for section in ("data", "model") for key, value in now[section].items()
+             if stored.get(section, {}).get(key) != value]
+    diffs += [(f"train.{k}", a, b) for k, a, b in resume_changes(ckpt["config"], cfg.train)
+              if k not in RESUME_APPLIED]
+    if diffs:
+        raise ValueError(
+            f"resume: {path!r} was trained with other settings than requested, which a "
+            "resumed run cannot change: " + "; ".join(
+                f"{k}: stored {a!r}, requested {b!r}" for k, a, b in diffs)
+            + ". Resume with the stored settings or start a new run (another out_dir or "
+            "overwrite)")
+
+
+def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callable] = (),
+          overwrite: bool = False):
     """Build data and model from ``cfg`` and train; returns ``(trainer, history)``.
 
     The model is initialised after seeding torch with ``cfg.train.seed``, so the same
     config gives the same run.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+    resume : bool
+        Continue the run in ``cfg.train.out_dir`` from its ``last.pt``. Changed settings
+        of :data:`~.trainer.RESUME_APPLIED` (``lr``, ``epochs``, ...) are applied and listed
+        in ``trainer.resume_note``; changed data, model or other train settings are refused.
+    callbacks : sequence of callable
+        Passed to the :class:`~.trainer.Trainer`.
+    overwrite : bool
+        Replace the grepsnet training run in ``out_dir`` (a folder of other files is
+        refused).
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` already holds files and neither ``resume`` nor ``overwrite`` applies.
+    ValueError
+        A resume with changed data, model or run-defining settings (each listed), or data
+        the model cannot take.
     """
+    if resume and not overwrite:
+        _check_resume(cfg)
     kind, train_set, valid_ds, valid_idx = make_datasets(cfg)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, kind, train_set)
@@ -324,7 +450,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Calla
             "model": model_description(cfg, model, kind)}
     trainer = Trainer(model, train_set, cfg.train, valid_fn=valid_fn, meta=meta,
                       callbacks=callbacks)
-    history = trainer.fit(resume=resume)
+    history = trainer.fit(resume=resume, overwrite=overwrite)
     return trainer, history
 
 

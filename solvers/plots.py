@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from grepsnet_sciml._atomic import atomic_path, atomic_write_text  # noqa: E402
 
 __all__ = ["plot_error_vs_time", "plot_equivariance", "plot_snapshots", "plot_spectra",
            "plot_trajectories", "write_json"]
@@ -37,24 +37,17 @@ def _clean(value):
 
 
 def write_json(data: dict, path: str) -> None:
-    """Write ``data`` as JSON atomically (NaN/Inf become null)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(_clean(data), f, indent=1)
-    os.replace(tmp, path)
+    """Write ``data`` as JSON atomically, with the umask's mode (NaN/Inf become null)."""
+    atomic_write_text(path, json.dumps(_clean(data), indent=1))
 
 
 def _save(fig, path: str, data: dict) -> str:
     base = path[:-4] if path.endswith(".png") else path
-    os.makedirs(os.path.dirname(os.path.abspath(base)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png",
-                               dir=os.path.dirname(os.path.abspath(base)))
-    os.close(fd)
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, base + ".png")
+    try:
+        with atomic_path(base + ".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     write_json(data, base + ".json")
     return base + ".png"
 

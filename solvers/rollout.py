@@ -14,8 +14,14 @@ Particles
     velocity is estimated as ``(x_{k+1} - x_k) / step_time``.
 
 Blow-up guard: trajectory ``b`` stops at the first step whose state has a NaN/Inf entry or
-a norm above ``growth_limit * ||initial state||``; from that step on its frames are NaN,
-``valid_steps[b]`` counts the good steps and the other trajectories go on.
+a norm above ``growth_limit * ||initial state||``: that step is ``blowup_step[b]`` (1-based,
+0 when it never blew up), from it on its frames are NaN and the model is no longer called
+on it, ``valid_steps[b]`` counts the good steps, and the other trajectories go on. When every
+trajectory has blown up the rollout stops: in memory the remaining steps are NaN, a store
+ends at that step. :meth:`RolloutResult.guard_report` says which samples died at which step.
+
+Streaming (``store=``): frames are appended to the zarr store every ``chunk`` steps, so
+memory and the time before the first step do not depend on ``n_steps``.
 
 Examples
 --------
@@ -27,8 +33,8 @@ Examples
 ...     def forward(self, x):
 ...         return x.mean(1, keepdim=True)
 >>> result = rollout(Mean(), torch.ones(3, 2, 1, 8, 8), 5, layout=layout)
->>> result.states.shape, result.valid_steps.tolist()
-(torch.Size([3, 5, 1, 8, 8]), [5, 5, 5])
+>>> result.states.shape, result.valid_steps.tolist(), result.blowup_step.tolist()
+(torch.Size([3, 5, 1, 8, 8]), [5, 5, 5], [0, 0, 0])
 """
 
 from __future__ import annotations
@@ -44,7 +50,38 @@ import zarr
 
 from .data import FieldLayout
 
-__all__ = ["RolloutResult", "rollout", "solver_rollout"]
+__all__ = ["RolloutResult", "rollout", "solver_rollout", "guard_report", "ROLLOUT_MARKER"]
+
+ROLLOUT_MARKER = "grepsnet rollout"
+"""``attrs["written_by"]`` of every store :func:`rollout` writes."""
+
+
+def guard_report(blowup_step, n_steps: int, steps_run: int | None = None) -> str:
+    """One line saying which samples the blow-up guard stopped at which step.
+
+    Parameters
+    ----------
+    blowup_step : sequence of int
+        Per sample, the 1-based step the guard fired at (0: never).
+    n_steps : int
+        Steps requested.
+    steps_run : int, optional
+        Steps actually run (less than ``n_steps`` when every sample blew up).
+    """
+    steps = [int(k) for k in np.asarray(blowup_step).reshape(-1)]
+    dead = [(b, k) for b, k in enumerate(steps) if k > 0]
+    if not dead:
+        return f"blow-up guard: all {len(steps)} samples stayed finite for {n_steps} steps"
+    listed = ", ".join(f"sample {b} at step {k}" for b, k in dead[:20])
+    if len(dead) > 20:
+        listed += f" and {len(dead) - 20} more"
+    text = (f"blow-up guard: {len(dead)} of {len(steps)} samples blew up (NaN/Inf or norm "
+            f"above the growth limit): {listed}")
+    if len(dead) == len(steps):
+        run = steps_run if steps_run is not None else max(steps)
+        text += f"; every trajectory had stopped, so the rollout ended at step {run} of " \
+                f"{n_steps}"
+    return text
 
 
 @dataclass
@@ -56,19 +93,35 @@ class RolloutResult:
     states : torch.Tensor or tuple or None
         Fields ``(batch, n_steps, C, X, Y)``; particles ``(positions, velocities)`` each
         ``(batch, n_steps, N, 3)``; None when streamed to ``store``. Step ``k`` (0-based)
-        is the state ``k + 1`` model steps after the initial state.
+        is the state ``k + 1`` model steps after the initial state; NaN from a
+        trajectory's blow-up on.
     valid_steps : torch.Tensor
         ``(batch,)`` long: steps before the blow-up guard stopped the trajectory.
     blown_up : torch.Tensor
         ``(batch,)`` bool.
     store : str or None
-        The zarr store holding the states (``xarray.open_zarr(store, consolidated=False)``).
+        The zarr store holding the states (``xarray.open_zarr(store, consolidated=False)``):
+        the state variables over ``time``, ``valid_steps(sample)`` and
+        ``blowup_step(sample)``; it ends at ``steps_run``.
+    blowup_step : torch.Tensor
+        ``(batch,)`` long: the 1-based step at which the guard fired, 0 if it never did.
+    n_steps : int
+        Steps requested.
+    steps_run : int
+        Steps computed: ``n_steps`` unless every trajectory blew up earlier.
     """
 
     states: torch.Tensor | tuple | None
     valid_steps: torch.Tensor
     blown_up: torch.Tensor
     store: str | None = None
+    blowup_step: torch.Tensor | None = None
+    n_steps: int = 0
+    steps_run: int = 0
+
+    def guard_report(self) -> str:
+        """Which samples the blow-up guard stopped at which step (one line)."""
+        return guard_report(self.blowup_step, self.n_steps, self.steps_run)
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -76,25 +129,16 @@ def _norms(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Sink:
-    """Collects steps in memory or flushes them to a zarr store every ``chunk`` steps."""
+    """Collects steps in memory, or appends them to a zarr store every ``chunk`` steps."""
 
-    def __init__(self, names, dims, shapes, n_steps, store, chunk, step_time):
+    def __init__(self, names, dims, store, chunk, step_time, attrs):
         self.names, self.dims, self.store, self.chunk = names, dims, store, chunk
+        self.step_time, self.attrs = step_time, attrs
         self.buffer: list[list[torch.Tensor]] = [[] for _ in names]
         self.written = 0
-        if store is not None:
-            if os.path.exists(store):
-                raise FileExistsError(f"store: {store!r} already exists; choose a new path")
-            import dask.array as da
-
-            data = {n: (d, da.zeros((s[0], n_steps, *s[1:]), chunks=(s[0], chunk, *s[1:]),
-                                    dtype=np.float32))
-                    for n, d, s in zip(names, dims, shapes)}
-            time = (np.arange(1, n_steps + 1) * step_time).astype(np.float64)
-            xr.Dataset(data, coords={"time": time}).to_zarr(store, compute=False, mode="w-",
-                                                               consolidated=False)
-            group = zarr.open_group(store, mode="r+")
-            self.arrays = {name: group[name] for name in names}  # opened once, written per chunk
+        self.group = None
+        if store is not None and os.path.exists(store):
+            raise FileExistsError(f"store: {store!r} already exists; choose a new path")
 
     def add(self, states: list[torch.Tensor]) -> None:
         for buf, s in zip(self.buffer, states):
@@ -106,18 +150,49 @@ class _Sink:
         if not self.buffer[0]:
             return
         n = len(self.buffer[0])
-        for name, buf in zip(self.names, self.buffer):
-            self.arrays[name][:, self.written : self.written + n] = torch.stack(
-                buf, 1).float().numpy()
+        blocks = [torch.stack(buf, 1).float().numpy() for buf in self.buffer]
+        time = (np.arange(self.written + 1, self.written + n + 1) * self.step_time)
+        if self.group is None:
+            encoding = {name: {"chunks": (b.shape[0], self.chunk, *b.shape[2:])}
+                        for name, b in zip(self.names, blocks)}
+            encoding["time"] = {"chunks": (self.chunk,)}
+            xr.Dataset({name: (d, b) for name, d, b in zip(self.names, self.dims, blocks)},
+                       coords={"time": time}, attrs=self.attrs).to_zarr(
+                self.store, mode="w-", consolidated=False, encoding=encoding)
+            self.group = zarr.open_group(self.store, mode="r+")
+        else:
+            end = self.written + n
+            for name, b in zip(self.names, blocks):
+                array = self.group[name]
+                array.resize((b.shape[0], end, *b.shape[2:]))
+                array[:, self.written : end] = b
+            self.group["time"].resize((end,))
+            self.group["time"][self.written : end] = time
         self.written += n
         self.buffer = [[] for _ in self.names]
 
-    def finish(self, valid_steps: torch.Tensor):
+    def finish(self, valid_steps: torch.Tensor, blowup_step: torch.Tensor, n_steps: int,
+               report: str):
         if self.store is None:
-            return [torch.stack(buf, 1) for buf in self.buffer]
+            out = [torch.stack(buf, 1) for buf in self.buffer]
+            missing = n_steps - out[0].shape[1]
+            if missing:  # every trajectory blew up: the rest is NaN too
+                out = [torch.cat([o, torch.full((o.shape[0], missing, *o.shape[2:]),
+                                                math.nan, dtype=o.dtype, device=o.device)], 1)
+                       for o in out]
+            return out
         self.flush()
-        xr.Dataset({"valid_steps": ("sample", valid_steps.numpy())}).to_zarr(
-            self.store, mode="a", consolidated=False)
+        xr.Dataset({
+            "valid_steps": ("sample", valid_steps.numpy(),
+                            {"description": "steps before the blow-up guard stopped the "
+                                            "trajectory"}),
+            "blowup_step": ("sample", blowup_step.numpy(),
+                            {"description": "1-based step at which the blow-up guard fired "
+                                            "(NaN/Inf or norm above growth_limit times the "
+                                            "initial one); 0: never"}),
+        }).to_zarr(self.store, mode="a", consolidated=False)
+        self.group.attrs.update({"n_steps_requested": n_steps, "steps_run": self.written,
+                                 "guard": report})
         return None
 
 
@@ -132,9 +207,10 @@ def rollout(model: torch.nn.Module, initial_state, n_steps: int, *,
     model : nn.Module
         Field model ``(B, t_in*C, X, Y) -> (B, t_out*C, X, Y)`` or particle model
         ``(positions, velocities, charges) -> positions or (positions, velocities)``.
+        It must treat samples independently (it is called on the surviving ones only).
     initial_state : torch.Tensor or tuple
         Fields ``(B, t_in, C, X, Y)`` (needs ``layout``); particles ``(positions,
-        velocities, charges)``.
+        velocities, charges)``. Of the floating dtype of the model's parameters.
     n_steps : int
         Frames to produce (model calls for fields: ``ceil(n_steps / t_out)``).
     layout : FieldLayout, optional
@@ -144,7 +220,7 @@ def rollout(model: torch.nn.Module, initial_state, n_steps: int, *,
     store : path, optional
         Stream the states to this new zarr store instead of returning them.
     chunk : int
-        Steps kept in memory between flushes to ``store``.
+        Steps kept in memory between appends to ``store``.
     step_time : float, optional
         Time per step: the store's time coordinate, and the finite-difference step for
         particle models that predict positions only (then required).
@@ -152,27 +228,42 @@ def rollout(model: torch.nn.Module, initial_state, n_steps: int, *,
     Returns
     -------
     RolloutResult
+
+    Raises
+    ------
+    ValueError
+        Bad arguments, or an initial state whose dtype differs from the model's (both
+        named).
     """
-    if not isinstance(n_steps, int) or n_steps < 1:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps: expected a positive integer, got {n_steps!r}")
     if not growth_limit > 1:
         raise ValueError(f"growth_limit: expected a number > 1, got {growth_limit!r}")
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk: expected a positive integer, got {chunk!r}")
     store = os.fspath(store) if store is not None else None
-    param = next(iter(model.parameters()), None)
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
     device = param.device if param is not None else torch.device("cpu")
+    if param is not None:
+        for t in (initial_state if isinstance(initial_state, (tuple, list))
+                  else (initial_state,)):
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != param.dtype:
+                raise ValueError(
+                    f"initial_state: dtype {t.dtype} differs from the model's parameters "
+                    f"({param.dtype}); expected one dtype: cast the state (e.g. "
+                    f".to({param.dtype})) or the model (model.to({t.dtype}))")
+    attrs = {"written_by": ROLLOUT_MARKER, "growth_limit": float(growth_limit)}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             if isinstance(initial_state, (tuple, list)):
                 return _particles(model, initial_state, n_steps, growth_limit, store, chunk,
-                                  step_time, device)
+                                  step_time, device, attrs)
             if layout is None:
                 raise ValueError("layout: a FieldLayout is required to roll out a field model")
             return _fields(model, initial_state, n_steps, layout, growth_limit, store, chunk,
-                           step_time, device)
+                           step_time, device, attrs)
     finally:
         model.train(was_training)
 
@@ -182,7 +273,26 @@ def _guard(new: torch.Tensor, ref_norm: torch.Tensor, limit: float) -> torch.Ten
     return torch.isfinite(norms) & (norms <= limit * ref_norm)
 
 
-def _fields(model, state, n_steps, layout, limit, store, chunk, step_time, device):
+class _Guard:
+    """Per-sample alive mask, valid-step count and blow-up step."""
+
+    def __init__(self, b: int):
+        self.alive = torch.ones(b, dtype=torch.bool)
+        self.valid = torch.zeros(b, dtype=torch.long)
+        self.blowup = torch.zeros(b, dtype=torch.long)
+
+    def update(self, ok: torch.Tensor, step: int) -> None:
+        ok = ok & self.alive
+        self.blowup[self.alive & ~ok] = step
+        self.valid += ok.long()
+        self.alive = ok
+
+    def result(self, states, store, n_steps, steps_run) -> RolloutResult:
+        return RolloutResult(states, self.valid, ~self.alive, store, self.blowup, n_steps,
+                             steps_run)
+
+
+def _fields(model, state, n_steps, layout, limit, store, chunk, step_time, device, attrs):
     if not isinstance(state, torch.Tensor) or state.ndim != 5 or (
             state.shape[2] != layout.frame_channels):
         raise ValueError(
@@ -194,34 +304,34 @@ def _fields(model, state, n_steps, layout, limit, store, chunk, step_time, devic
     b, t_in, c, nx, ny = state.shape
     window = state.to(device)
     ref = _norms(window[:, -1]).clamp_min(1e-30)
-    alive = torch.ones(b, dtype=torch.bool)
-    valid = torch.zeros(b, dtype=torch.long)
-    dims, shapes = [], []
+    guard = _Guard(b)
+    dims = []
     for kind in layout.kinds:
         extra = ("component",) if kind == "T1" else ()
         dims.append(("sample", "time", "x", "y") + extra)
-        shapes.append((b, nx, ny) + ((2,) if kind == "T1" else ()))
-    sink = _Sink(layout.variables, dims, shapes, n_steps, store, chunk, step_time or 1.0)
+    sink = _Sink(layout.variables, dims, store, chunk, step_time or 1.0, attrs)
     done = 0
-    while done < n_steps:
-        out = model(layout.pack(window))
+    while done < n_steps and guard.alive.any():
+        idx = guard.alive.nonzero()[:, 0].to(device)
+        out = model(layout.pack(window[idx]))
         t_out = out.shape[1] // c
-        new = layout.unpack(out, t_out)
+        new = torch.full((b, t_out, *window.shape[2:]), math.nan, dtype=window.dtype,
+                         device=device)
+        new[idx] = layout.unpack(out, t_out).to(window.dtype)
         for j in range(min(t_out, n_steps - done)):
+            if not guard.alive.any():
+                break
             frame = new[:, j]
-            ok = _guard(frame, ref, limit).cpu() & alive
-            valid += ok.long()
-            alive = ok
-            frame = torch.where(alive.to(device)[:, None, None, None], frame,
+            guard.update(_guard(frame, ref, limit).cpu(), done + 1)
+            frame = torch.where(guard.alive.to(device)[:, None, None, None], frame,
                                 torch.full_like(frame, math.nan))
             sink.add(_split_fields(frame, layout) if store is not None else [frame])
             done += 1
         slid = torch.cat([window, new], dim=1)[:, -t_in:]
-        window = torch.where(alive.to(device)[:, None, None, None, None], slid, window)
-    states = sink.finish(valid)
-    return RolloutResult(states[0] if states is not None else None, valid, ~alive, store)
-
-
+        window = torch.where(guard.alive.to(device)[:, None, None, None, None], slid, window)
+    states = sink.finish(guard.valid, guard.blowup, n_steps,
+                         guard_report(guard.blowup, n_steps, done))
+    return guard.result(states[0] if states is not None else None, store, n_steps, done)
 def _split_fields(frame: torch.Tensor, layout: FieldLayout) -> list[torch.Tensor]:
     parts, start = [], 0
     for kind in layout.kinds:
@@ -234,7 +344,7 @@ def _split_fields(frame: torch.Tensor, layout: FieldLayout) -> list[torch.Tensor
     return parts
 
 
-def _particles(model, state, n_steps, limit, store, chunk, step_time, device):
+def _particles(model, state, n_steps, limit, store, chunk, step_time, device, attrs):
     if len(state) != 3:
         raise ValueError(
             f"initial_state: expected (positions, velocities, charges), got {len(state)} tensors"
@@ -243,33 +353,35 @@ def _particles(model, state, n_steps, limit, store, chunk, step_time, device):
     for name, t in (("positions", x), ("velocities", v), ("charges", q)):
         if not torch.isfinite(t).all():
             raise ValueError(f"initial_state: {name} contain NaN or Inf; expected finite values")
-    b, n = x.shape[:2]
+    b = x.shape[0]
     ref = _norms(torch.cat([x, v], -1)).clamp_min(1e-30)
-    alive = torch.ones(b, dtype=torch.bool)
-    valid = torch.zeros(b, dtype=torch.long)
+    guard = _Guard(b)
     dims = [("sample", "time", "particle", "spatial")] * 2
-    sink = _Sink(("position", "velocity"), dims, [(b, n, x.shape[-1])] * 2, n_steps, store,
-                 chunk, step_time or 1.0)
-    for _ in range(n_steps):
-        out = model(x, v, q)
+    sink = _Sink(("position", "velocity"), dims, store, chunk, step_time or 1.0, attrs)
+    done = 0
+    while done < n_steps and guard.alive.any():
+        idx = guard.alive.nonzero()[:, 0].to(device)
+        out = model(x[idx], v[idx], q[idx])
         if isinstance(out, (tuple, list)):
-            x_new, v_new = out
+            x_out, v_out = out
         else:
             if step_time is None:
                 raise ValueError(
                     "step_time: required to estimate velocities for a model that predicts "
                     "positions only"
                 )
-            x_new, v_new = out, (out - x) / step_time
-        ok = _guard(torch.cat([x_new, v_new], -1), ref, limit).cpu() & alive
-        valid += ok.long()
-        alive = ok
-        mask = alive.to(device)[:, None, None]
+            x_out, v_out = out, (out - x[idx]) / step_time
+        x_new, v_new = torch.full_like(x, math.nan), torch.full_like(v, math.nan)
+        x_new[idx], v_new[idx] = x_out.to(x.dtype), v_out.to(v.dtype)
+        done += 1
+        guard.update(_guard(torch.cat([x_new, v_new], -1), ref, limit).cpu(), done)
+        mask = guard.alive.to(device)[:, None, None]
         nan = torch.full_like(x_new, math.nan)
         sink.add([torch.where(mask, x_new, nan), torch.where(mask, v_new, nan)])
         x, v = torch.where(mask, x_new, x), torch.where(mask, v_new, v)
-    states = sink.finish(valid)
-    return RolloutResult(tuple(states) if states is not None else None, valid, ~alive, store)
+    states = sink.finish(guard.valid, guard.blowup, n_steps,
+                         guard_report(guard.blowup, n_steps, done))
+    return guard.result(tuple(states) if states is not None else None, store, n_steps, done)
 
 
 def solver_rollout(model: torch.nn.Module, solver, initial_state, n_steps: int,

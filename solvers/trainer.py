@@ -10,20 +10,29 @@ With ``torch.distributed`` initialized (``torchrun``; gloo on CPU, nccl on GPU) 
 takes an equal slice of every global batch and DDP averages gradients, so training matches
 one process at the same global batch to floating-point tolerance.
 
-Files written to ``config.out_dir``: ``last.pt`` (every epoch), ``best.pt`` (lowest
-validation error), ``metrics.jsonl`` (one JSON object per epoch). Checkpoints are written to
-a temporary file and renamed (``os.replace``), so a crash never leaves a torn file.
+Files written to ``config.out_dir``: ``grepsnet-run.json`` (marks the folder as a training
+run of this package), ``last.pt`` (every epoch), ``best.pt`` (lowest validation error),
+``metrics.jsonl`` (one JSON object per epoch). Every file is written to a temporary sibling
+and renamed (:mod:`grepsnet_sciml._atomic`), so a crash never leaves a torn file, and gets
+the mode of the user's umask. A folder that already holds files is never trained into
+unless the run resumes it or ``overwrite`` replaces it (see :meth:`Trainer.fit`).
+
+Checkpoints hold only tensors and plain data (dicts, lists, numbers, strings), so
+:func:`load_checkpoint` reads them with ``torch.load(weights_only=True)``: a file holding
+other pickled objects is refused instead of run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
+import pickle
 import random
-import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,9 +40,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from grepsnet_sciml._atomic import atomic_path, atomic_write_text
+
 from .losses import get_loss
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "save_atomic", "load_checkpoint"]
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "save_atomic", "load_checkpoint",
+           "prepare_run_dir", "resume_changes", "RUN_MARKER", "RESUME_APPLIED"]
+
+logger = logging.getLogger(__name__)
+
+RUN_MARKER = "grepsnet-run.json"
+"""File a :class:`Trainer` writes into every ``out_dir`` it trains into."""
+RUN_FILES = (RUN_MARKER, "last.pt", "best.pt", "metrics.jsonl")
+"""Every file a training run writes (plus temporary ``.<name>.*.tmp`` siblings)."""
+RESUME_APPLIED = ("epochs", "lr", "weight_decay", "grad_clip", "time_budget_s", "progress",
+                  "device")
+"""Settings of :class:`TrainConfig` a resumed run may change: they are applied from then on.
+The others (``batch_size``, ``optimizer``, ``loss``, ``schedule``, ``seed``) define the run
+and a resume that changes them is refused."""
 
 
 @dataclass
@@ -119,36 +143,150 @@ class TrainingDiverged(RuntimeError):
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same directory, then ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """``torch.save`` ``obj`` to ``path`` atomically, with the mode of the user's umask."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint written by :class:`Trainer` (tensors on CPU).
 
-    Checkpoints hold RNG states (numpy arrays, Python tuples), so they are unpickled in
-    full: load only files you trust.
+    The file is read with ``torch.load(weights_only=True)``: only tensors and plain data are
+    accepted, so a checkpoint from someone else cannot run code.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is empty, truncated, not a torch file, holds pickled objects other than
+        tensors and plain data, or is not a grepsnet training checkpoint; the message names
+        the file.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint: no file at {path!r}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint: {path!r} is a folder; expected a .pt file written by "
+                         "grepsnet train (best.pt or last.pt)")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"checkpoint: {path!r} is empty (0 bytes); expected a grepsnet "
+                         "checkpoint (best.pt or last.pt written by grepsnet train)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = [line.strip() for line in str(err).splitlines() if "global" in line.lower()]
+        if found:  # torch refused a class or function: the file is not plain data
+            raise ValueError(
+                f"checkpoint: {path!r} holds pickled Python objects other than tensors and "
+                "plain data, which could run code when loaded; refused (grepsnet checkpoints "
+                f"hold only tensors, dicts, lists, numbers and strings): {found[0]}"
+            ) from err
+        raise _corrupt(path, err) from err
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
+            UnicodeDecodeError, AttributeError, ImportError, IndexError, KeyError,
+            TypeError) as err:
+        raise _corrupt(path, err) from err
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"checkpoint: {path!r} is not a grepsnet training checkpoint")
+        raise ValueError(f"checkpoint: {path!r} is a torch file but not a grepsnet training "
+                         "checkpoint (expected a dict with 'model' and 'config'); pass best.pt "
+                         "or last.pt written by grepsnet train")
     return ckpt
+
+
+def _first_line(err: BaseException) -> str:
+    """The informative line of an error (torch wraps unpickling errors in boilerplate)."""
+    noise = ("weights only", "weights_only", "documentation", "file an issue")
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    useful = [line for line in lines if not any(n in line.lower() for n in noise)]
+    return (useful or lines or [type(err).__name__])[0]
+
+
+def _corrupt(path: str, err: BaseException) -> ValueError:
+    return ValueError(
+        f"checkpoint: {path!r} is not a grepsnet checkpoint or is corrupt (truncated or "
+        f"overwritten): torch.load failed with {type(err).__name__}: {_first_line(err)}; "
+        "expected best.pt or last.pt written by grepsnet train")
+
+
+def _own_temporary(name: str) -> bool:
+    return name.endswith(".tmp") and any(name.startswith(f".{f}.") for f in RUN_FILES)
+
+
+def prepare_run_dir(out_dir: str | os.PathLike, resume: bool = False,
+                    overwrite: bool = False) -> bool:
+    """Make ``out_dir`` ready for a training run; True when there is a run to resume.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        The run folder (``train.out_dir``).
+    resume : bool
+        Continue the run whose ``last.pt`` is in ``out_dir``.
+    overwrite : bool
+        Replace the run in ``out_dir``: its files are removed, but only when the folder is
+        marked as a grepsnet training run (``grepsnet-run.json``) and holds nothing else.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` already holds files and neither ``resume`` (with a ``last.pt``) nor
+        ``overwrite`` (of a grepsnet run folder) applies; nothing is touched. The message
+        names the folder and the entries in the way.
+    ValueError
+        Both ``resume`` and ``overwrite``.
+    """
+    if resume and overwrite:
+        raise ValueError("resume, overwrite: expected at most one of them (resume continues "
+                         "the run in out_dir, overwrite replaces it)")
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise FileExistsError(f"train.out_dir: {out_dir!r} is a file; expected a folder")
+    entries = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+    if not entries:
+        return False
+    foreign = [e for e in entries if e not in RUN_FILES and not _own_temporary(e)]
+    marked = RUN_MARKER in entries
+    if resume and "last.pt" in entries:
+        return True
+    if (resume and marked and not foreign) or (overwrite and marked and not foreign):
+        if overwrite:
+            for name in entries:
+                os.remove(os.path.join(out_dir, name))
+        return False
+    listed = ", ".join(entries[:8]) + (f" and {len(entries) - 8} more" if len(entries) > 8
+                                       else "")
+    if overwrite:
+        why = (f"it holds entries no grepsnet training run writes: {', '.join(foreign)}"
+               if marked else f"it is not marked as a grepsnet training run (no {RUN_MARKER})"
+               f" and holds {listed}")
+        raise FileExistsError(
+            f"train.out_dir: {out_dir!r}: overwrite replaces only a run folder written by "
+            f"grepsnet train, but {why}; nothing was removed. Choose "
+            "another out_dir or remove those files yourself")
+    if resume:
+        raise FileExistsError(
+            f"train.out_dir: {out_dir!r} has no last.pt to resume from but holds {listed}; "
+            "nothing was touched. Choose another out_dir, or overwrite=True (--overwrite) to "
+            "replace a grepsnet run there")
+    raise FileExistsError(
+        f"train.out_dir: {out_dir!r} already holds {listed}; nothing was touched. Pass "
+        "resume=True (--resume) to continue that run, overwrite=True (--overwrite) to replace "
+        "it, or choose another out_dir")
+
+
+def resume_changes(stored: dict, config: TrainConfig) -> list[tuple[str, object, object]]:
+    """``(setting, stored value, requested value)`` for every setting that differs.
+
+    ``out_dir`` is not compared (a run may be moved). ``stored`` is the ``config`` dict of
+    a checkpoint.
+    """
+    now = dataclasses.asdict(config)
+    return [(k, stored.get(k), v) for k, v in now.items()
+            if k != "out_dir" and stored.get(k) != v]
 
 
 def _as_tuple(x):
@@ -233,6 +371,7 @@ class Trainer:
         self.best = math.inf
         self.elapsed = 0.0
         self.out_dir = config.out_dir
+        self.resume_note = ""
 
     # ---------------------------------------------------------------- checkpoints -----
     @property
@@ -248,14 +387,20 @@ class Trainer:
         return os.path.join(self.out_dir, "metrics.jsonl")
 
     def state(self) -> dict:
-        """Everything needed to continue the run exactly."""
+        """Everything needed to continue the run exactly (tensors and plain data only)."""
+        np_state = np.random.get_state()  # noqa: NPY002 - global state of user code
+        py_state = random.getstate()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {"torch": torch.get_rng_state(),
-                    "numpy": np.random.get_state(),  # noqa: NPY002 - global state of user code
-                    "python": random.getstate(),
+                    "numpy": {"name": np_state[0],
+                              "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                              "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                              "gauss": float(np_state[4])},
+                    "python": {"version": py_state[0], "state": list(py_state[1]),
+                               "gauss": py_state[2]},
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                     else []},
             "epoch": self.epoch,
@@ -267,22 +412,76 @@ class Trainer:
         }
 
     def resume(self, path: str | None = None) -> bool:
-        """Restore the state of ``path`` (default ``last.pt``); False if there is none."""
+        """Restore the state of ``path`` (default ``last.pt``); False if there is none.
+
+        Settings of :data:`RESUME_APPLIED` that differ from the checkpoint's are applied
+        (the learning rate and the cosine schedule's length follow the new ``lr`` and
+        ``epochs`` from the current step on) and listed in :attr:`resume_note`.
+
+        Raises
+        ------
+        ValueError
+            The checkpoint is unreadable, was made with other settings outside
+            :data:`RESUME_APPLIED` (each listed, stored vs requested), or its weights do not
+            fit the model; nothing is changed.
+        """
         path = path or self.last_path
         if not os.path.exists(path):
             return False
         ckpt = load_checkpoint(path)
-        self.model.load_state_dict(ckpt["model"])
+        changes = resume_changes(ckpt["config"], self.config)
+        refused = [c for c in changes if c[0] not in RESUME_APPLIED]
+        if refused:
+            raise ValueError(
+                f"resume: {path!r} was trained with other settings than requested, which a "
+                "resumed run cannot change: " + "; ".join(
+                    f"train.{k}: stored {a!r}, requested {b!r}" for k, a, b in refused)
+                + ". Resume with the stored settings or start a new run (another out_dir or "
+                "overwrite)")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise ValueError(
+                f"resume: the weights in {path!r} do not fit the {type(self.model).__name__} "
+                f"being trained (expected the same architecture): {_first_line(err)}"
+            ) from err
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        np.random.set_state(ckpt["rng"]["numpy"])  # noqa: NPY002 - restores user code state
-        random.setstate(ckpt["rng"]["python"])
-        if ckpt["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        npr = rng["numpy"]
+        np.random.set_state((npr["name"], npr["keys"].numpy().astype(np.uint32),  # noqa: NPY002
+                             npr["pos"], npr["has_gauss"], npr["gauss"]))
+        py = rng["python"]
+        random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self.epoch, self.step, self.best = ckpt["epoch"], ckpt["step"], ckpt["best"]
         self.elapsed = float(ckpt.get("elapsed", 0.0))
+        self._apply_schedule({k for k, _, _ in changes})
+        self.resume_note = f"resumed {path} at epoch {self.epoch} (step {self.step})"
+        if changes:
+            self.resume_note += "; applying changed settings: " + ", ".join(
+                f"train.{k} {a!r} -> {b!r}" for k, a, b in changes)
+        logger.info(self.resume_note)
         return True
+
+    def _apply_schedule(self, changed: set[str]) -> None:
+        """Point optimizer and scheduler at the current ``lr``/``epochs``/``weight_decay``."""
+        cfg = self.config
+        if not changed & {"lr", "epochs", "weight_decay"}:
+            return
+        total = cfg.epochs * self.batches_per_epoch
+        if cfg.schedule == "cosine":
+            self.scheduler.T_max = total
+            lr = cfg.lr * (1 + math.cos(math.pi * min(self.step, total) / total)) / 2
+        else:
+            lr = cfg.lr
+        self.scheduler.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = cfg.lr, lr
+            group["weight_decay"] = cfg.weight_decay
+        self.scheduler._last_lr = [lr for _ in self.optimizer.param_groups]
 
     # ---------------------------------------------------------------- training --------
     def _batches(self, epoch: int):
@@ -306,28 +505,36 @@ class Trainer:
             value = value / self.world
         return float(value)
 
-    def fit(self, resume: bool = False) -> list[dict]:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> list[dict]:
         """Train for the remaining epochs; returns the metrics of the epochs run.
 
         Parameters
         ----------
         resume : bool
-            Continue from ``last.pt`` in ``out_dir`` when it exists.
+            Continue from ``last.pt`` in ``out_dir`` when it exists (see :meth:`resume`).
+        overwrite : bool
+            Replace the training run in ``out_dir`` (see :func:`prepare_run_dir`).
 
         Raises
         ------
+        FileExistsError
+            ``out_dir`` already holds files and neither ``resume`` nor ``overwrite``
+            applies (nothing is touched).
         TrainingDiverged
             On a NaN or Inf loss; ``last.pt`` and ``best.pt`` keep their last good state.
         """
         cfg = self.config
-        if not (resume and self.resume()):
+        self._check_dtypes()
+        resuming = self._on_main(lambda: self._prepare(resume, overwrite))
+        if not (resuming and self.resume()):
             torch.manual_seed(cfg.seed)
             np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 - seeds user code (augmentation)
             random.seed(cfg.seed)
         history = []
         main = self.rank == 0
+        rows = []
         if main:
-            os.makedirs(self.out_dir, exist_ok=True)
+            rows = [r for r in self._read_metrics() if r.get("epoch", 0) <= self.epoch]
         budget = cfg.time_budget_s
         if budget and self.elapsed >= budget:
             return history
@@ -384,11 +591,54 @@ class Trainer:
                 save_atomic(self.state(), self.last_path)
                 if improved:
                     save_atomic(self.state(), self.best_path)
-                with open(self.metrics_path, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                rows.append(row)
+                atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
             if stop:
                 break
         return history
+
+    def _prepare(self, resume: bool, overwrite: bool) -> bool:
+        """Check (and with ``overwrite`` empty) ``out_dir``, then mark it as a run folder."""
+        resuming = prepare_run_dir(self.out_dir, resume, overwrite)
+        marker = os.path.join(self.out_dir, RUN_MARKER)
+        if not os.path.exists(marker):
+            atomic_write_text(marker, json.dumps(
+                {"written_by": "grepsnet_sciml.solvers.Trainer", "files": list(RUN_FILES)},
+                indent=1) + "\n")
+        return resuming
+
+    def _read_metrics(self) -> list[dict]:
+        if not os.path.exists(self.metrics_path):
+            return []
+        with open(self.metrics_path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def _on_main(self, fn):
+        """``fn()`` on rank 0 only; its result or error is shared with every rank."""
+        box = [None, None]
+        if self.rank == 0:
+            try:
+                box[0] = fn()
+            except (OSError, ValueError) as err:
+                box[1] = err
+        if self.distributed:
+            torch.distributed.broadcast_object_list(box, 0)
+        if box[1] is not None:
+            raise box[1]
+        return box[0]
+
+    def _check_dtypes(self) -> None:
+        """ValueError naming both dtypes when the data's floats differ from the model's."""
+        param = next((p for p in self.model.parameters() if p.is_floating_point()), None)
+        if param is None:
+            return
+        inputs, target = self.train_set[0]
+        for t in (*_as_tuple(inputs), *_as_tuple(target)):
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != param.dtype:
+                raise ValueError(
+                    f"train_set: items are {t.dtype} but the model's parameters are "
+                    f"{param.dtype}; expected one dtype (cast the data, or the model with "
+                    f"model.to({t.dtype}))")
 
     def _broadcast(self, value: float) -> float:
         if not self.distributed:

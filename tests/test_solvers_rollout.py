@@ -77,25 +77,104 @@ def test_sliding_window_feeds_the_last_t_in_frames():
     assert result.states[0, :, 0, 0, 0].tolist() == [2, 3, 5, 8, 13, 21]
 
 
+class Marked(torch.nn.Module):
+    """Identity on the last frame, but x10 per step where pixel (0, 0) is marked (> 50) and
+    NaN where pixel (1, 1) is marked (< -50): per-sample, as rollout requires."""
+
+    def forward(self, x):
+        last = x[:, -1:]
+        grow = torch.where(last[:, :, 0, 0].abs() > 50, 10.0, 1.0)[:, :, None, None]
+        nan = (last[:, :, 1, 1] < -50)[:, :, None, None]
+        return torch.where(nan, math.nan, last * grow)
+
+
+def _marked_frames(grow=(1,), nan=()):
+    frames = torch.randn(3, 2, 1, 8, 8, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(0))
+    frames[:, :, 0, 0, 0] = frames[:, :, 0, 1, 1] = 0.0  # marker pixels: unmarked
+    frames[list(grow), :, 0, 0, 0] = 100.0
+    frames[list(nan), :, 0, 1, 1] = -100.0
+    return frames
+
+
 def test_blow_up_guard_stops_one_trajectory_and_keeps_the_rest():
-    frames = torch.randn(3, 2, 1, 8, 8, dtype=torch.float64)
-    scale = torch.tensor([1.0, 10.0, 1.0])
-    model = HeatModel(dt=0.0, scale=scale)
+    frames = _marked_frames()
+    calls = []
 
-    class WithNaN(torch.nn.Module):
+    class Counting(Marked):
         def forward(self, x):
-            out = model(x)
-            out[2] = math.nan if x.abs().sum() > 0 else 0.0
-            return out
+            calls.append(x.shape[0])
+            return super().forward(x)
 
-    result = rollout(model, frames, 6, layout=LAYOUT, growth_limit=2e3)
+    result = rollout(Counting(), frames, 6, layout=LAYOUT, growth_limit=2e3)
     # norms grow 10, 100, 1000 (kept), 1e4 (stopped at step 4)
     assert result.valid_steps.tolist() == [6, 3, 6]
+    assert result.blowup_step.tolist() == [0, 4, 0]
     assert result.blown_up.tolist() == [False, True, False]
     assert torch.isnan(result.states[1, 3:]).all() and torch.isfinite(result.states[1, :3]).all()
     torch.testing.assert_close(result.states[0, -1], frames[0, -1])
-    nan = rollout(WithNaN(), frames, 4, layout=LAYOUT, growth_limit=2e3)
-    assert nan.valid_steps.tolist() == [4, 3, 0]
+    assert calls == [3, 3, 3, 3, 2, 2]  # the blown-up trajectory is no longer stepped
+    assert result.guard_report() == (
+        "blow-up guard: 1 of 3 samples blew up (NaN/Inf or norm above the growth limit): "
+        "sample 1 at step 4")
+    nan = rollout(Marked(), _marked_frames(nan=(2,)), 4, layout=LAYOUT, growth_limit=2e3)
+    assert nan.valid_steps.tolist() == [4, 3, 0] and nan.blowup_step.tolist() == [0, 4, 1]
+
+
+def test_rollout_stops_when_every_trajectory_blew_up(tmp_path):
+    frames = _marked_frames(grow=(), nan=(0, 1, 2))
+    frames[1, :, 0, 1, 1] = 0.0  # sample 1 dies later, by growth
+    frames[1, :, 0, 0, 0] = 100.0
+    calls = []
+
+    class Counting(Marked):
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return super().forward(x)
+
+    result = rollout(Counting(), frames, 1000, layout=LAYOUT, growth_limit=2e3)
+    assert calls == [3, 1, 1, 1] and result.steps_run == 4 and result.n_steps == 1000
+    assert result.blowup_step.tolist() == [1, 4, 1] and result.states.shape[1] == 1000
+    assert torch.isnan(result.states[:, 4:]).all()
+    assert result.guard_report().endswith(
+        "sample 0 at step 1, sample 1 at step 4, sample 2 at step 1; every trajectory had "
+        "stopped, so the rollout ended at step 4 of 1000")
+    streamed = rollout(Marked(), frames, 1000, layout=LAYOUT, growth_limit=2e3,
+                       store=tmp_path / "r.zarr", chunk=3)
+    ds = xr.open_zarr(tmp_path / "r.zarr", consolidated=False)
+    assert ds.sizes["time"] == 4 and ds.blowup_step.values.tolist() == [1, 4, 1]
+    assert ds.attrs["steps_run"] == 4 and ds.attrs["n_steps_requested"] == 1000
+    assert "sample 1 at step 4" in ds.attrs["guard"] == streamed.guard_report()
+    np.testing.assert_array_equal(ds.vorticity.values,
+                                  result.states[:, :4, 0].float().numpy())  # stored float32
+
+
+def test_huge_n_steps_with_immediate_blow_up_is_fast_and_small(tmp_path):
+    import time
+    import tracemalloc
+
+    frames = _marked_frames(grow=(), nan=(0, 1, 2))
+    tracemalloc.start()
+    clock = time.perf_counter()
+    result = rollout(Marked(), frames, 10_000_000, layout=LAYOUT, store=tmp_path / "big.zarr")
+    seconds = time.perf_counter() - clock
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert result.steps_run == 1 and result.blowup_step.tolist() == [1, 1, 1]
+    assert seconds < 10 and peak < 20e6, (seconds, peak)  # a 1e7-step time axis is 80 MB
+    ds = xr.open_zarr(tmp_path / "big.zarr", consolidated=False)
+    assert ds.sizes["time"] == 1 and ds.attrs["n_steps_requested"] == 10_000_000
+
+
+def test_rollout_refuses_a_state_of_another_dtype():
+    model = torch.nn.Conv2d(2, 1, 1)  # float32 parameters
+    with pytest.raises(ValueError, match=r"initial_state: dtype torch.float64 differs from "
+                                         r"the model's parameters \(torch.float32\)"):
+        rollout(model, torch.zeros(1, 2, 1, 4, 4, dtype=torch.float64), 2, layout=LAYOUT)
+    with torch.no_grad():
+        model.weight.fill_(0.5)
+        model.bias.zero_()
+    assert rollout(model, torch.ones(1, 2, 1, 4, 4), 2, layout=LAYOUT).steps_run == 2
 
 
 def test_rollout_streams_to_zarr_with_the_same_values(tmp_path):

@@ -107,7 +107,16 @@ def test_resume_after_sigkill_is_bit_identical(field_data, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    assert load_checkpoint(out / "last.pt")["optimizer"]["state"].keys()
+    ka, kb = load_checkpoint(out / "last.pt"), load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert ka["optimizer"]["state"].keys() and ka["optimizer"]["state"].keys() == kb[
+        "optimizer"]["state"].keys()
+    for idx, state in ka["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, kb["optimizer"]["state"][idx][name]), (idx, name)
+    assert torch.equal(ka["rng"]["torch"], kb["rng"]["torch"])
+    assert torch.equal(ka["rng"]["numpy"]["keys"], kb["rng"]["numpy"]["keys"])
+    assert ka["rng"]["python"] == kb["rng"]["python"]
+    assert ka["scheduler"] == kb["scheduler"]
 
 
 def test_nan_loss_stops_and_keeps_good_checkpoints(field_data, tmp_path):

@@ -59,8 +59,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -69,6 +67,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 from grepsnet_sciml.datasets.charged_particles import generate, total_energy
 from grepsnet_sciml.models.egnn import EGNN
 from grepsnet_sciml.models.nbody import GRepsNBody
@@ -132,15 +131,8 @@ PROTOCOLS = {
 
 # --------------------------------------------------------------------------- data
 def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def load_task(p: Protocol, cache: Path, preset: str = "egnn") -> dict[str, dict[str, np.ndarray]]:
@@ -556,10 +548,7 @@ def write(results: dict, out_dir: Path, protocol: str) -> None:
     stem = out_dir / f"nbody_{protocol}"
     for suffix, text in ((".json", json.dumps(results, indent=1)),
                          (".md", format_table(results) + "\n")):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, stem.with_suffix(suffix))
+        atomic_write_text(stem.with_suffix(suffix), text)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, m in results["models"].items():
         for r in m["runs"]:
@@ -586,8 +575,6 @@ def write(results: dict, out_dir: Path, protocol: str) -> None:
     else:
         axes[1].set_axis_off()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(stem.with_suffix(".png"), suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, stem.with_suffix(".png"))

@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ import xarray as xr
 from torch import nn
 
 from grepsnet_sciml import Reps
+from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 from grepsnet_sciml.datasets.navier_stokes import generate
 from grepsnet_sciml.datasets.splits import split_seed
 from grepsnet_sciml.groups import C4, group_from_string
@@ -114,15 +114,8 @@ PROTOCOLS = {
 
 # ----- data ------------------------------------------------------------------------------------
 def _atomic_netcdf(ds: xr.Dataset, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".nc.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".nc") as tmp:
         ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_data(p: Protocol, preset: str, cache: Path, seed: int = 0, progress: bool = True):
@@ -225,11 +218,26 @@ def build(name: str, width: int, p: Protocol, attrs: dict) -> nn.Module:
                       vorticity=vorticity)
     if name.startswith("FNO"):
         group = group_from_string(attrs["group"])
-        # neuralop counts modes over the full axis: 2 * modes covers G-FNO's |k| < modes
         return FNOBaseline(Reps(f"{p.t_in}xT0p", group), Reps("T0p", group),
-                           modes=2 * p.modes, width=width, n_layers=p.n_layers)
+                           modes=p.modes, width=width, n_layers=p.n_layers)
     raise ValueError(f"name: unknown model {name!r}; expected one of "
                      f"{MODELS + OPTIONAL_MODELS}")
+
+
+def official_fno2d_parameters(p: Protocol, width: int = 20) -> int:
+    """Parameters of the official G-FNO repository's FNO2d at the protocol's sizes.
+
+    Its window is ``[-modes, modes - 1] x [0, modes - 1]`` (two complex weight blocks of
+    ``modes x modes``), with a channel MLP and a 1x1 skip per layer and the projection
+    ``width -> 4 width -> 1``: 416,661 at width 20, modes 8 and 10 input frames (the anchors'
+    quick count), 928,661 at modes 12 (the paper's 0.93M). The FNO baselines are matched to
+    this count, as the G-FNO models are matched to G-FNO-p4's.
+    """
+    spectral = p.n_layers * 2 * 2 * width * width * p.modes * p.modes
+    lifting = (p.t_in + 2) * width + width
+    layers = p.n_layers * (2 * (width * width + width) + width * width + width)
+    projection = width * 4 * width + 4 * width + 4 * width + 1
+    return spectral + lifting + layers + projection
 
 
 def matched_width(name: str, p: Protocol, attrs: dict, target: int) -> tuple[int, int]:
@@ -430,6 +438,8 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     for name in models:
         if name == REFERENCE:
             widths[name] = (p.reference_width, target)
+        elif name.startswith("FNO"):
+            widths[name] = matched_width(name, p, attrs, official_fno2d_parameters(p))
         else:
             widths[name] = matched_width(name, p, attrs, target)
     rows = []
@@ -559,10 +569,7 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
                      f"{r.get('time_ratio_to_reference', math.nan):.2f} |")
     for path, text in ((stem.with_suffix(".json"), json.dumps(result, indent=2)),
                        (stem.with_suffix(".md"), "\n".join(lines) + "\n")):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     result["table"] = "\n".join(lines)
     return result
 
@@ -629,18 +636,8 @@ def write_outputs(result: dict, out_dir: Path, stem: str) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {k: out_dir / f"{stem}.{k}" for k in ("json", "md", "png")}
 
-    def atomic(path: Path, write):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=path.suffix + ".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
-    atomic(files["json"], lambda t: Path(t).write_text(json.dumps(result, indent=2)))
-    atomic(files["md"], lambda t: Path(t).write_text(format_table(result["summary"]) + "\n"))
+    atomic_write_text(files["json"], json.dumps(result, indent=2))
+    atomic_write_text(files["md"], format_table(result["summary"]) + "\n")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     names = [e["model"] for e in result["summary"]]
     ax1.bar(np.arange(len(names)) - 0.2, [e["test_error"] for e in result["summary"]], 0.4,
@@ -659,6 +656,7 @@ def write_outputs(result: dict, out_dir: Path, stem: str) -> dict:
     ax2.legend(fontsize=8)
     fig.suptitle(f"Navier-Stokes {result['preset']}, protocol {result['protocol']['name']}")
     fig.tight_layout()
-    atomic(files["png"], lambda t: fig.savefig(t, format="png", dpi=120))
+    with atomic_path(files["png"], suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     return {k: str(v) for k, v in files.items()}

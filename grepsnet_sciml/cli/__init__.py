@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         result = args.func(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as err:
+    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as err:
         print(f"grepsnet {args.command}: error: {err}", file=sys.stderr)
         return 2
     return int(result or 0)

@@ -220,7 +220,8 @@ def _add_command(subparsers, name: str) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace --out if it exists (only once the new data is complete)",
+        help="replace --out if it is a store or split directory written by grepsnet (only "
+        "once the new data is complete); anything else there is refused",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run, command_name=name)

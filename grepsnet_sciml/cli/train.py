@@ -5,12 +5,18 @@
 ``[train]``); every field can also be set as ``--section.field VALUE``. For multi-process
 training launch the console script with torchrun, e.g.
 ``torchrun --nproc_per_node 2 $(which grepsnet) train CONFIG.toml``.
+
+No command replaces work it finds: ``train`` refuses an ``out_dir`` that holds files unless
+``--resume`` continues the run there or ``--overwrite`` replaces it (only a folder written by
+``grepsnet train``); ``rollout``, ``evaluate`` and ``diagnose`` refuse to replace their own
+earlier results unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import re
 import sys
@@ -55,6 +61,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     return {k[4:]: v for k, v in vars(args).items() if k.startswith("set:") and v is not None}
 
 
+def _reported(command):
+    """Print a PermissionError (unwritable output) as a one-line error; exit status 2."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except PermissionError as err:
+            print(f"grepsnet {args.command}: error: {err}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_reported
 def _train(args: argparse.Namespace) -> int:
     import torch
 
@@ -73,7 +94,7 @@ def _train(args: argparse.Namespace) -> int:
         backend = "nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo"
         torch.distributed.init_process_group(backend)
     try:
-        _, history = train(cfg, resume=args.resume)
+        trainer, history = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except TrainingDiverged as err:
         print(f"grepsnet train: {err}", file=sys.stderr)
         return 1
@@ -81,6 +102,8 @@ def _train(args: argparse.Namespace) -> int:
         if distributed:
             torch.distributed.destroy_process_group()
     if not distributed or int(os.environ.get("RANK", "0")) == 0:
+        if trainer.resume_note:
+            print(trainer.resume_note)
         if history:
             last = history[-1]
             print(f"trained {last['epoch']} epochs: train loss {last['train_loss']:.4g}, "
@@ -94,26 +117,30 @@ def _job(args: argparse.Namespace):
 
     return JobConfig(checkpoint=args.checkpoint, data=args.data, out_dir=args.out_dir,
                      n_steps=args.n_steps, n_samples=args.n_samples, start=args.start,
-                     chunk=args.chunk)
+                     chunk=args.chunk, overwrite=args.overwrite)
 
 
+@_reported
 def _rollout(args: argparse.Namespace) -> int:
     from grepsnet_sciml.solvers.pipeline import rollout_job
 
-    print(f"rollout written to {rollout_job(_job(args))}")
+    result = rollout_job(_job(args))
+    print(result.guard_report())
+    print(f"rollout of {result.steps_run} steps written to {result.store}")
     return 0
 
 
+@_reported
 def _evaluate(args: argparse.Namespace) -> int:
-    from grepsnet_sciml.solvers.pipeline import evaluate_job
+    from grepsnet_sciml.solvers.pipeline import evaluate_job, evaluation_summary
 
-    ev = evaluate_job(_job(args))
-    metric = "rel_l2_rollout" if "rel_l2_rollout" in ev else "position_mse"
-    print(f"{metric}: {float(ev[metric].mean()):.4g} (mean over samples); results and figures "
-          f"in {args.out_dir}")
+    for line in evaluation_summary(evaluate_job(_job(args))):
+        print(line)
+    print(f"results and figures in {args.out_dir}")
     return 0
 
 
+@_reported
 def _diagnose(args: argparse.Namespace) -> int:
     from grepsnet_sciml.solvers.pipeline import diagnose_job
 
@@ -140,6 +167,9 @@ def _add_job_options(parser: argparse.ArgumentParser, out_default: str, steps: i
                         help="first frame of the initial state (default: %(default)s)")
     parser.add_argument("--chunk", type=int, default=16,
                         help="steps kept in memory between writes (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace this command's earlier results in --out-dir (never "
+                        "other files); without it existing results are an error")
 
 
 def register(subparsers) -> None:
@@ -149,15 +179,24 @@ def register(subparsers) -> None:
         description="Train a surrogate on a generated dataset. Settings come from CONFIG "
         "(TOML tables [data], [model], [train]) and --section.field options, which win.")
     p.add_argument("config", nargs="?", help="TOML config file (optional)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from last.pt in train.out_dir (bit-identical on CPU)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue from last.pt in train.out_dir (bit-identical on CPU); "
+                      "changed train.lr/epochs/weight_decay/grad_clip/time_budget_s are "
+                      "applied and listed, other changed settings are refused")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace the grepsnet training run in train.out_dir (a folder "
+                      "of other files is refused); without --resume or --overwrite a "
+                      "train.out_dir holding files is an error")
     _add_config_options(p)
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(
         "rollout", help="roll a trained surrogate out far, streamed to zarr",
         description="Autoregressive rollout of a trained model from dataset states into "
-        "OUT_DIR/rollout.zarr (memory independent of the number of steps).")
+        "OUT_DIR/rollout.zarr (memory and start-up time independent of the number of "
+        "steps). Trajectories that blow up (NaN/Inf or 1000x growth) are stopped and "
+        "reported by sample and step; the rollout ends when all have.")
     _add_job_options(p, "runs/rollout", 200)
     p.set_defaults(func=_rollout)
 

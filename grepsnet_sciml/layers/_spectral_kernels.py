@@ -20,6 +20,8 @@ as in G-FNO); it is closed under D4 and under ``k -> -k``. Modes are flattened r
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..groups import PlanarGroup
@@ -33,6 +35,7 @@ __all__ = [
     "window_index_maps",
     "negation_index",
     "check_modes",
+    "spectral_init_std",
     "sorted_order",
     "pair_gather",
     "project",
@@ -55,6 +58,40 @@ def check_modes(modes, argument: str = "modes") -> int:
     if isinstance(modes, bool) or not isinstance(modes, int) or modes < 1:
         raise ValueError(f"{argument}: expected a positive integer, got {modes!r}")
     return modes
+
+
+def spectral_init_std(in_channels: int, modes: int) -> float:
+    r"""Initial standard deviation of each real component of a spectral kernel: the one rule.
+
+    Every spectral kernel of the package (typed, regular, G-FNO's group convolution and the
+    neuraloperator FNO baseline) starts like torch's default convolution initialisation
+    (kaiming-uniform with ``a = sqrt(5)``: ``U(-b, b)``, ``b = 1 / sqrt(fan_in)``) for a
+    kernel the size of the frequency window, which is also the official G-FNO's rule:
+
+    .. math:: \sigma = \frac{1}{\sqrt{3\, \mathrm{fan}_{in}}}, \qquad
+       \mathrm{fan}_{in} = C_{in} (2K + 1)(K + 1), \quad K = \mathrm{modes} - 1,
+
+    with ``C_in`` the real input channels (``rep_in.dim``) and ``(2K+1)(K+1)`` the modes of
+    the window's half-plane (the independent ones of a real field). A kernel scaled by the
+    channels alone (``1 / sqrt(C_in)``) starts about 18 times larger at modes 8 and trains
+    markedly worse: G-FNO-p4 23.8% against 13.0% relative L2 on the quick NS-Sym data.
+
+    Parameters
+    ----------
+    in_channels : int
+        Real input channels ``C_in``.
+    modes : int
+        Window size parameter (``|k| <= modes - 1``).
+
+    Returns
+    -------
+    float
+        ``sigma`` of the effective kernel's real and imaginary parts. Layers whose free
+        weights pass through the Hermitian average ``(W(k) + conj W(-k)) / 2`` draw them
+        with ``sqrt(2) sigma``, so that the average has ``sigma``.
+    """
+    k = check_modes(modes) - 1
+    return 1.0 / math.sqrt(3.0 * in_channels * (2 * k + 1) * (k + 1))
 
 
 def check_grid_resolution(shape: tuple[int, ...], modes: int, argument: str = "x") -> int:

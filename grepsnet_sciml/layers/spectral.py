@@ -54,6 +54,7 @@ from ._spectral_kernels import (
     negation_index,
     regular_index_maps,
     sorted_order,
+    spectral_init_std,
     window_index_maps,
 )
 from ._spectral_pointwise import (
@@ -134,7 +135,8 @@ class SpectralConv2d(nn.Module):
         self.register_buffer("table", regular_index_maps(group), persistent=False)
         layout_indices(self, rep_in, "in")
         merge_layout(self, "out", rep_out)
-        scale = 1.0 / math.sqrt(rep_in.dim)
+        # free weights pass through the Hermitian average, which halves their variance
+        scale = math.sqrt(2.0) * spectral_init_std(rep_in.dim, modes)
         self.pairs = KindPairs(rep_in, rep_out, idx, neg, scale=scale)
         self.n_free = self.pairs.n_free
         m2 = idx.shape[1]

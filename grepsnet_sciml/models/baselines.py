@@ -26,21 +26,34 @@ torch.Size([3, 5, 3])
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ..groups import O
+from ..layers._spectral_kernels import check_grid_resolution, spectral_init_std
 from ..reps import Reps
 
 __all__ = ["FNOBaseline", "ParticleMPNN"]
 
 
 class FNOBaseline(nn.Module):
-    """neuraloperator's Fourier neural operator on typed fields (not equivariant).
+    """neuraloperator's Fourier neural operator, configured as the original FNO2d (not equivariant).
 
     Maps ``(batch, rep_in.dim, X, Y) -> (batch, rep_out.dim, X, Y)`` with
-    ``neuralop.models.FNO(n_modes=(modes, modes), hidden_channels=width)``, keeping its
-    default ``positional_embedding="grid"``.
+    ``neuralop.models.FNO`` set up as Li et al.'s FNO2d (ICLR 2021): the coordinate grid
+    ``(x, y)`` appended to the input channels, a linear lifting to ``width``, ``n_layers``
+    Fourier layers ``v <- GELU(K v + W v)`` (spectral convolution plus a 1x1 skip, no GELU
+    after the last), and a projection ``width -> projection -> rep_out.dim`` with a GELU
+    between. neuraloperator's own extras are off (channel MLPs, normalisation, soft gating,
+    the lifting MLP). Its blocks apply the GELU twice between layers (``GELU(GELU(.))``,
+    neuraloperator 2.0 with ``use_channel_mlp=False``); the original applies it once.
+
+    The window is the package's: ``|kx|, |ky| <= modes - 1`` (neuraloperator's
+    ``n_modes = (2 modes - 1, 2 modes - 1)``), one mode row fewer than the original's
+    ``[-modes, modes - 1] x [0, modes - 1]``. The spectral weights follow the package's
+    initialisation rule (:func:`~grepsnet_sciml.layers._spectral_kernels.spectral_init_std`).
 
     Parameters
     ----------
@@ -48,34 +61,48 @@ class FNOBaseline(nn.Module):
         Input and output representations over a planar group (e.g. ``Reps("10xT0p", D4())``
         for 10 history frames of vorticity); only their dimensions are used by the network.
     modes : int
-        Fourier modes kept per axis.
+        Window ``|k| <= modes - 1``; inputs need ``N > 2 (modes - 1)``.
     width : int
         Hidden channels.
     n_layers : int
         Number of Fourier layers.
+    projection : int
+        Hidden channels of the projection (128 in the original).
     """
 
     domain = "grid"
     translation_equivariant = False
 
-    def __init__(self, rep_in: Reps, rep_out: Reps, modes: int = 12, width: int = 32,
-                 n_layers: int = 4):
+    def __init__(self, rep_in: Reps, rep_out: Reps, modes: int = 12, width: int = 20,
+                 n_layers: int = 4, projection: int = 128):
         super().__init__()
         from neuralop.models import FNO
 
-        for name, value in (("modes", modes), ("width", width), ("n_layers", n_layers)):
-            if not isinstance(value, int) or value < 1:
+        for name, value in (("modes", modes), ("width", width), ("n_layers", n_layers),
+                            ("projection", projection)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
         if not isinstance(rep_in, Reps) or not isinstance(rep_out, Reps):
             raise ValueError(f"rep_in/rep_out: expected Reps, got {rep_in!r}, {rep_out!r}")
-        self.rep_in, self.rep_out = rep_in, rep_out
-        self.hparams = {"modes": modes, "width": width, "n_layers": n_layers}
-        self.fno = FNO(n_modes=(modes, modes), in_channels=rep_in.dim,
-                       out_channels=rep_out.dim, hidden_channels=width, n_layers=n_layers)
+        self.rep_in, self.rep_out, self.modes = rep_in, rep_out, modes
+        self.hparams = {"modes": modes, "width": width, "n_layers": n_layers,
+                        "projection": projection}
+        window = 2 * modes - 1
+        self.fno = FNO(n_modes=(window, window), in_channels=rep_in.dim,
+                       out_channels=rep_out.dim, hidden_channels=width, n_layers=n_layers,
+                       lifting_channel_ratio=0, projection_channel_ratio=(projection + 0.5) / width,
+                       positional_embedding="grid", use_channel_mlp=False, norm=None,
+                       fno_skip="linear")
+        # a complex normal_ of std s gives each real part s / sqrt(2)
+        std = math.sqrt(2.0) * spectral_init_std(width, modes)
+        with torch.no_grad():
+            for conv in self.fno.fno_blocks.convs:
+                conv.weight.normal_(0, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, rep_in.dim, X, Y) -> (batch, rep_out.dim, X, Y)``."""
         self.rep_in.check(x, "x", grid=True)
+        check_grid_resolution(tuple(x.shape[-2:]), self.modes, "x")
         return self.fno(x)
 
     def state_dict(self, *args, **kwargs):

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .._atomic import atomic_path
 from ..testing import equivariance_errors
 from .data import TASKS, make_dataset
 from .models import (
@@ -354,15 +354,8 @@ def plot_results(results: dict, path: str | os.PathLike) -> None:
 
 
 def _atomic_write(path: Path, write, binary: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb" if binary else "w") as f:
+        write(f)
 
 
 def write_results(results: dict, out_dir: str | os.PathLike) -> dict[str, str]:
