@@ -38,7 +38,7 @@ from .data import (
 from .losses import relative_l2
 from .normalize import NormalizedModel, Normalizer, block_statistics
 from .rollout import rollout
-from .trainer import RESUME_APPLIED, Trainer, load_checkpoint, resume_changes
+from .trainer import RESUME_APPLIED, Trainer, load_checkpoint, refuse_resume, resume_changes
 
 __all__ = ["MODELS", "MODEL_KINDS", "register_model", "model_from_dataset", "build_model",
            "make_datasets", "train", "load_model", "LoadedModel", "model_description",
@@ -387,18 +387,20 @@ def _check_resume(cfg: ExperimentConfig) -> None:
         raise ValueError(f"resume: {path!r} lacks the experiment it was trained with "
                          "(meta['experiment']); expected a checkpoint written by train()")
     now = config_to_dict(cfg)
+
+    def same(section: str, key: str, a, b) -> bool:
+        # a data path given relative once and absolute the next time is the same data
+        if section == "data" and key in ("train", "valid") and a and b:
+            return os.path.realpath(a) == os.path.realpath(b)
+        return a == b
+
     diffs = [(f"{section}.{key}", stored.get(section, {}).get(key), value)
              for section in ("data", "model") for key, value in now[section].items()
-             if stored.get(section, {}).get(key) != value]
+             if not same(section, key, stored.get(section, {}).get(key), value)]
     diffs += [(f"train.{k}", a, b) for k, a, b in resume_changes(ckpt["config"], cfg.train)
               if k not in RESUME_APPLIED]
     if diffs:
-        raise ValueError(
-            f"resume: {path!r} was trained with other settings than requested, which a "
-            "resumed run cannot change: " + "; ".join(
-                f"{k}: stored {a!r}, requested {b!r}" for k, a, b in diffs)
-            + ". Resume with the stored settings or start a new run (another out_dir or "
-            "overwrite)")
+        refuse_resume(path, diffs)
 
 
 def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Callable] = (),

@@ -45,7 +45,7 @@ from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 from .losses import get_loss
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "save_atomic", "load_checkpoint",
-           "prepare_run_dir", "resume_changes", "RUN_MARKER", "RESUME_APPLIED"]
+           "prepare_run_dir", "refuse_resume", "resume_changes", "RUN_MARKER", "RESUME_APPLIED"]
 
 logger = logging.getLogger(__name__)
 
@@ -278,6 +278,16 @@ def prepare_run_dir(out_dir: str | os.PathLike, resume: bool = False,
         "it, or choose another out_dir")
 
 
+def refuse_resume(path, differences) -> None:
+    """Raise ``ValueError`` listing each ``(setting, stored, requested)`` a resume cannot change."""
+    raise ValueError(
+        f"resume: {str(path)!r} was trained with other settings than requested, which a "
+        "resumed run cannot change: " + "; ".join(
+            f"{k}: stored {a!r}, requested {b!r}" for k, a, b in differences)
+        + ". Resume with the stored settings or start a new run (another out_dir or "
+        "overwrite)")
+
+
 def resume_changes(stored: dict, config: TrainConfig) -> list[tuple[str, object, object]]:
     """``(setting, stored value, requested value)`` for every setting that differs.
 
@@ -432,12 +442,7 @@ class Trainer:
         changes = resume_changes(ckpt["config"], self.config)
         refused = [c for c in changes if c[0] not in RESUME_APPLIED]
         if refused:
-            raise ValueError(
-                f"resume: {path!r} was trained with other settings than requested, which a "
-                "resumed run cannot change: " + "; ".join(
-                    f"train.{k}: stored {a!r}, requested {b!r}" for k, a, b in refused)
-                + ". Resume with the stored settings or start a new run (another out_dir or "
-                "overwrite)")
+            refuse_resume(path, [(f"train.{k}", a, b) for k, a, b in refused])
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:

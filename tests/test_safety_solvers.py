@@ -192,6 +192,18 @@ def test_resume_refuses_changed_model_data_and_run_settings(field_data, tmp_path
     assert _snapshot(out) == before
 
 
+def test_resume_accepts_the_same_data_given_by_a_relative_path(field_data, tmp_path,
+                                                               monkeypatch):
+    out = tmp_path / "run"
+    train(_config(field_data, out, train__epochs=1))
+    monkeypatch.chdir(field_data.parent)
+    _, history = train(_config(field_data.name, out, train__epochs=2), resume=True)
+    assert [r["epoch"] for r in history] == [2]
+    with pytest.raises(ValueError, match=r"data.train: stored .*heat.zarr', requested "
+                                         r"'other.zarr'"):
+        train(_config("other.zarr", out, train__epochs=3), resume=True)
+
+
 # ---- 4/5. checkpoints: corrupt, foreign or unsafe files are named -------------------------
 class Payload:
     def __reduce__(self):
