@@ -13,7 +13,7 @@ minus batch 1, over 16).
 Run ``python benchmarks/generate_ns.py`` to print the table and write
 ``benchmarks/results/generate_ns.json`` and ``generate_ns.png``, then the workers timing.
 
-Workers timing (``--workers-only`` runs just this, in about two minutes): the same small
+Workers timing (``--workers-only`` runs just this, in about four minutes): the same small
 ``grepsnet generate navier-stokes`` store (:data:`WORKERS_CASE`) written serially and with
 ``--workers 2``, interleaved, best wall time of ``repeats``; plus one serial run with
 ``MALLOC_TRIM_THRESHOLD_=65536``, the variable dask used to give its workers. It checks that
@@ -195,9 +195,9 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-#: ``grepsnet generate`` arguments of the workers timing (about 12 s serially on one core).
+#: ``grepsnet generate`` arguments of the workers timing (about 25 s serially on one core).
 WORKERS_CASE = (
-    "navier-stokes", "--preset", "ns-sym", "--samples", "8", "--resolution", "64",
+    "navier-stokes", "--preset", "ns-sym", "--samples", "16", "--resolution", "64",
     "--sim-resolution", "256", "--t-final", "3", "--chunk-size", "2", "--no-progress",
 )
 _CLI = "from grepsnet_sciml.cli import main; raise SystemExit(main())"
@@ -224,6 +224,7 @@ def run_workers_benchmark(workers: int = 2, repeats: int = 2) -> dict:
     """
     from grepsnet_sciml.datasets.storage import open_dataset
 
+    load_before = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as folder:
         walls = {"serial": [], "workers": []}
         for r in range(repeats):
@@ -238,6 +239,7 @@ def run_workers_benchmark(workers: int = 2, repeats: int = 2) -> dict:
         "benchmark": f"grepsnet generate serial vs --workers {workers}",
         "command": "grepsnet generate " + " ".join(WORKERS_CASE) + " --out OUT [--workers 2]",
         "cpus": os.cpu_count(),
+        "load_average_before": load_before,
         "load_average_after": list(os.getloadavg()),
         "repeats": repeats,
         "serial_wall_s": walls["serial"],
@@ -254,7 +256,9 @@ def workers_markdown(result: dict) -> str:
         f"# {result['benchmark']}",
         "",
         f"`{result['command']}` on {result['cpus']} CPUs "
-        f"(load average after: {', '.join(f'{v:.2f}' for v in result['load_average_after'])}).",
+        f"(load average before: {', '.join(f'{v:.2f}' for v in result['load_average_before'])}"
+        f"; after: {', '.join(f'{v:.2f}' for v in result['load_average_after'])}; other jobs "
+        "were running).",
         "",
         "| run | wall s (each repeat) |",
         "| --- | --- |",

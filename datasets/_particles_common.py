@@ -38,9 +38,6 @@ class Pairs:
         For particle ``i``, the pairs ``(p, sign)`` with partners ``j = 0 .. n-1, j != i`` in
         increasing ``j``; ``sign`` is True when ``i`` is the pair's first particle (term
         ``+t_p``), False when it is the second (term ``-t_p``).
-    incidence : numpy.ndarray
-        ``(n, P)`` float64 with ``+1`` at ``(i_p, p)`` and ``-1`` at ``(j_p, p)``, so that
-        ``F_i = sum_p incidence[i, p] t_p`` for antisymmetric pair terms ``t_ji = -t_ij``.
     """
 
     def __init__(self, n: int):
@@ -50,28 +47,16 @@ class Pairs:
         self.rows = [
             [(index[(min(a, b), max(a, b))], a < b) for b in range(n) if b != a] for a in range(n)
         ]
-        self.incidence = np.zeros((n, len(self.i)))
-        self.incidence[self.i, np.arange(len(self.i))] = 1.0
-        self.incidence[self.j, np.arange(len(self.i))] = -1.0
 
-    def sum_in_order(self, terms: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """``out[i] = sum_j t_ij`` added in the order numpy's ``sum(axis=-1)`` uses on a row.
+    def sum_left_to_right(self, terms: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out[i] = (((+-t_p0) +- t_p1) +- ...)`` over the partners of ``i`` in increasing order.
 
-        ``terms`` is ``(P, 3, B)`` holding ``t_ij`` for the pairs ``i < j``, with
-        ``t_ji = -t_ij`` and ``t_ii = 0``; ``out`` is ``(n, 3, B)``. This reproduces, bit for
-        bit, ``T.sum(axis=-1)`` of the C-contiguous ``(3, n, n)`` term matrix ``T`` of one
-        trajectory: for ``n <= 7`` numpy adds a row left to right,
-        ``(((t_i0 + t_i1) + t_i2) + ...)`` (the zero diagonal term changes nothing), which is
-        done here on all trajectories at once; for larger ``n`` the full matrix is built and
-        summed by numpy itself.
+        ``terms`` is ``(P, 3, B)`` holding ``t_ij`` for the pairs ``i < j`` (``t_ji = -t_ij``);
+        ``out`` is ``(n, 3, B)``. Only elementwise numpy operations on ``(3, B)`` slices, in
+        an order fixed by :attr:`rows` alone, so every trajectory gets the same correctly
+        rounded additions whatever ``B`` is (no BLAS, no reduction whose order could depend
+        on the shape or the CPU).
         """
-        if self.n > 7:
-            full = np.zeros((terms.shape[-1], 3, self.n, self.n))
-            moved = np.moveaxis(terms, 0, -1).transpose(1, 0, 2)  # (B, 3, P)
-            full[:, :, self.i, self.j] = moved
-            full[:, :, self.j, self.i] = -moved
-            out[...] = full.sum(axis=-1).transpose(2, 1, 0)
-            return out
         for a, row in enumerate(self.rows):
             acc = out[a]
             p0, first = row[0]
@@ -84,6 +69,27 @@ class Pairs:
                     np.add(acc, terms[p], out=acc)
                 else:
                     np.subtract(acc, terms[p], out=acc)
+        return out
+
+    def sum_in_order(self, terms: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out[i] = sum_j t_ij`` added in the order numpy's ``sum(axis=-1)`` uses on a row.
+
+        ``terms`` is ``(P, 3, B)`` holding ``t_ij`` for the pairs ``i < j``, with
+        ``t_ji = -t_ij`` and ``t_ii = 0``; ``out`` is ``(n, 3, B)``. This reproduces, bit for
+        bit, ``T.sum(axis=-1)`` of the C-contiguous ``(3, n, n)`` term matrix ``T`` of one
+        trajectory: for ``n <= 7`` numpy adds a row left to right,
+        ``(((t_i0 + t_i1) + t_i2) + ...)`` (the zero diagonal term changes nothing), which is
+        :meth:`sum_left_to_right`; for larger ``n`` the full matrix ``(B, 3, n, n)`` is built
+        and summed by numpy itself, one row of length ``n`` per reduction, so the order does
+        not depend on ``B`` either.
+        """
+        if self.n <= 7:
+            return self.sum_left_to_right(terms, out)
+        full = np.zeros((terms.shape[-1], 3, self.n, self.n))
+        moved = np.moveaxis(terms, 0, -1).transpose(1, 0, 2)  # (B, 3, P)
+        full[:, :, self.i, self.j] = moved
+        full[:, :, self.j, self.i] = -moved
+        out[...] = full.sum(axis=-1).transpose(2, 1, 0)
         return out
 
 

@@ -29,8 +29,10 @@ Presets
     Sample ``k`` of split ``s`` derives its randomness from ``(seed, s, k)`` alone.
 
 Datasets have ``position(sample, time, particle, spatial)``, ``velocity(...)`` and
-``charge(sample, particle)``; attrs ``group = "O(3)"``, ``representations``, ``symmetry``
-(E(3) x S_n), ``config``, ``seed``, ``solver_version`` and ``kind = "particles"``.
+``charge(sample, particle)``; attrs (:func:`dataset_spec`, the contract of
+:mod:`~grepsnet_sciml.datasets.contract`) ``kind = "particles"``, ``group = "O(3)"``,
+``representations``, ``symmetry`` (E(3) x S_n: translations, no listed elements),
+``config``, ``seed`` and ``solver_version``.
 
 Examples
 --------
@@ -47,7 +49,6 @@ True
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -55,10 +56,12 @@ import numpy as np
 import xarray as xr
 
 from grepsnet_sciml._atomic import atomic_path
+from grepsnet_sciml.groups import O
 
 from . import _particles_clean as _clean
 from . import _particles_egnn as _egnn
 from ._particles_common import BlowUpError, check_finite, run_chunks
+from .contract import DatasetSpec
 
 __all__ = [
     "PRESETS",
@@ -68,6 +71,7 @@ __all__ = [
     "CLEAN_MOMENTUM_TOLERANCE",
     "EGNN_SUFFIX",
     "BlowUpError",
+    "dataset_spec",
     "generate",
     "egnn_benchmark",
     "simulate",
@@ -78,7 +82,10 @@ __all__ = [
 
 PRESETS = ("egnn", "clean")
 SPLITS = ("train", "valid", "test")
-SOLVER_VERSION = "grepsnet-sciml charged-particles 1"
+#: Version 2: the clean force sums pair terms in a fixed elementwise order (version 1 used a
+#: BLAS product whose rounding could depend on the chunk size and the CPU; the bits may
+#: differ from version 1, e.g. for 9 particles).
+SOLVER_VERSION = "grepsnet-sciml charged-particles 2"
 EGNN_SUFFIX = "charged5_initvel1small"
 #: Energy bound of the clean preset's default setup: ``|E(t) - E(0)| <= tol max(|E(0)|, 1)``
 #: over all frames (measured maximum 3.0e-3 over 256 trajectories; velocity Verlet, the
@@ -149,24 +156,26 @@ def _physics(preset, dt, n_steps, record_every, softening) -> dict:
 
 
 # --------------------------------------------------------------------------- datasets
-def _symmetry(preset: str) -> str:
-    note = {
-        "egnn": "approximate: the per-component force clipping at 0.1/dt and the one-time "
-                "box reflection at +-5 are exact only under the 48 signed axis permutations; "
-                "the initial-state distribution is E(3) x S_n invariant",
-        "clean": "exact up to floating-point round-off",
-    }[preset]
-    return json.dumps({
-        "group": "E(3) x S_n",
-        "point_group": "O(3)",
-        "translations": True,
-        "translated_variables": ["position"],
-        "permutation_dim": "particle",
-        "actions": {"position": "x_i -> g x_{pi(i)} + t", "velocity": "v_i -> g v_{pi(i)}",
-                    "charge": "q_i -> q_{pi(i)}"},
-        "exact": preset == "clean",
-        "note": note,
-    })
+_SYMMETRY_NOTES = {
+    "egnn": "approximate: the per-component force clipping at 0.1/dt and the one-time box "
+            "reflection at +-5 are exact only under the 48 signed axis permutations; the "
+            "initial-state distribution is E(3) x S_n invariant",
+    "clean": "exact up to floating-point round-off",
+}
+
+
+def dataset_spec(config: dict, seed: int) -> DatasetSpec:
+    """The data contract of charged-particle data with generator ``config`` (its ``preset``).
+
+    Kind ``"particles"``, group ``O(3)`` with translations and particle permutations
+    (E(3) x S_n), position and velocity ``T1``, charge ``T0``; exact for ``"clean"``.
+    """
+    preset = config["preset"]
+    return DatasetSpec(
+        kind="particles", group=O(3), representations=_REPRESENTATIONS, translations=True,
+        exact=preset == "clean", note=_SYMMETRY_NOTES[preset], config=config,
+        metadata={"solver_version": SOLVER_VERSION, "seed": int(seed)},
+    )
 
 
 def _dataset(position, velocity, charge, steps, dt, first_sample, config, seed) -> xr.Dataset:
@@ -188,15 +197,7 @@ def _dataset(position, velocity, charge, steps, dt, first_sample, config, seed) 
             "spatial": ["x", "y", "z"],
         },
     )
-    ds.attrs.update({
-        "group": "O(3)",
-        "representations": json.dumps(_REPRESENTATIONS),
-        "symmetry": _symmetry(config["preset"]),
-        "config": json.dumps(config),
-        "solver_version": SOLVER_VERSION,
-        "seed": int(seed),
-        "kind": "particles",
-    })
+    ds.attrs.update(dataset_spec(config, seed).to_attrs())
     return ds
 
 
@@ -377,14 +378,13 @@ def egnn_benchmark(
     total = sum(sizes.values())
     whole = generate(total, n_particles, seed, "egnn", n_train=n_train, n_valid=n_valid,
                      threads=threads, progress=progress)
-    config = json.loads(whole.attrs["config"])
+    spec = DatasetSpec.from_dataset(whole)
     result, start = {}, 0
     for split, size in sizes.items():
         part = whole.isel(sample=slice(start, start + size))
         part = part.assign_coords(sample=np.arange(size))
-        part.attrs = dict(whole.attrs)
-        part.attrs["config"] = json.dumps({**config, "n_samples": size, "split": split,
-                                           "stream_offset": start})
+        part.attrs = spec.replace(config={**spec.config, "n_samples": size, "split": split,
+                                          "stream_offset": start}).to_attrs()
         result[split] = part
         start += size
     if out_dir is not None:

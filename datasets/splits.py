@@ -57,7 +57,7 @@ from ._files import (
 from .storage import (
     SPLITS_KIND,
     SPLITS_MANIFEST,
-    check_replaceable,
+    check_output,
     local_cluster,
     open_dataset,
     require_finished,
@@ -270,13 +270,7 @@ def generate_splits(
     suffixes = {"zarr": ".zarr", "netcdf": ".nc"}
     if format not in suffixes:
         raise ValueError(f"format: expected 'zarr' or 'netcdf', got {format!r}")
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise FileExistsError(
-                f"{path} already exists; choose another output path or pass overwrite=True "
-                "(--overwrite) to replace it"
-            )
-        check_replaceable(path)
+    check_output(path, overwrite)
     streams = {}
     for name, n in sizes.items():
         split_kwargs = {**(kwargs or {}), "split": name} if split_argument else kwargs

@@ -59,6 +59,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ from ._files import (
 __all__ = [
     "MANIFEST_NAME",
     "SAMPLE_DIM",
+    "check_output",
     "check_replaceable",
     "local_cluster",
     "open_dataset",
@@ -190,7 +192,8 @@ def write_dataset(
         store or split directory this package wrote is replaced (:func:`check_replaceable`).
     workers : int, optional
         Compute chunks on a dask.distributed ``LocalCluster`` of this many single-threaded
-        workers listening on 127.0.0.1 only.
+        workers listening on 127.0.0.1 only. This process computes chunks itself, in order,
+        until the cluster is up (so a job shorter than the workers' start runs as serially).
     scheduler : str, optional
         Address of an existing dask.distributed scheduler to compute chunks on (the workers
         need ``make_chunk``'s code; results come back to this process, which writes them).
@@ -225,13 +228,7 @@ def write_dataset(
         raise ValueError(f"workers={workers!r}, scheduler={scheduler!r}: give at most one of them")
     if workers is not None:
         workers = positive_int(workers, "workers")
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise FileExistsError(
-                f"{path} already exists; choose another output path or pass overwrite=True "
-                "(--overwrite) to replace it"
-            )
-        check_replaceable(path)
+    check_output(path, overwrite)
     arguments = {
         "config": jsonable(config, "config"),
         "n_samples": n_samples,
@@ -279,56 +276,97 @@ def _fill(workspace, make_chunk, todo, workers, scheduler, processes, progress, 
 
 
 def _compute(make_chunk, workspace, todo, workers, scheduler, processes) -> Iterator:
-    """Yield ``(chunk index, dataset)`` for each chunk in ``todo``, in completion order."""
+    """Yield ``(chunk index, dataset)`` for each chunk in ``todo``, in completion order.
+
+    With ``workers`` or ``scheduler``, the cluster starts (or the client connects) in a
+    background thread while this process computes chunks itself, in order; the workers take
+    the remaining chunks once they are up. Their start (processes, imports) thus costs no
+    time of its own: a job shorter than it runs as serially, a longer one gains the workers'
+    throughput. Every chunk is ``make_chunk(first, n)`` wherever it runs, so the bytes are
+    the same.
+    """
+    queue = iter(todo)
     if workers is None and scheduler is None:
-        for c in todo:
+        for c in queue:
             yield c, _call_chunk(make_chunk, workspace, c)
         return
-    from distributed import Client, as_completed
+    starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grepsnet-cluster")
+    connecting = starter.submit(_connect, workers, scheduler, processes)
+    starter.shutdown(wait=False)
+    try:
+        while not connecting.done():
+            c = next(queue, None)
+            if c is None:
+                return
+            yield c, _call_chunk(make_chunk, workspace, c)
+        yield from _compute_on(connecting.result()[1], make_chunk, workspace, queue)
+    finally:
+        _disconnect(connecting)
+
+
+def _connect(workers, scheduler, processes):
+    """``(cluster, client)``: a new :func:`local_cluster` (None with ``scheduler``) and a client."""
+    from distributed import Client
 
     cluster = local_cluster(workers, processes) if scheduler is None else None
-    client = Client(cluster if cluster is not None else scheduler)
     try:
-        n_workers = max(1, len(client.scheduler_info()["workers"]))
-        queue = iter(todo)
-        running = as_completed()
-        key = workspace.arguments_fingerprint[:16]
-
-        def submit_next() -> bool:
-            c = next(queue, None)
-            if c is not None:
-                first, n = workspace.bounds(c)
-                running.add(client.submit(
-                    _computed_with, make_chunk, first, n, key=f"grepsnet-{key}-{c}", pure=False
-                ))
-            return c is not None
-
-        # At most two chunks per worker are in flight. Until chunk 0 has laid out the store,
-        # finished chunks wait in memory, so no more are started: memory stays bounded.
-        limit = 2 * n_workers
-        for _ in range(limit):
-            submit_next()
-        for future in running:
-            c = int(future.key.rsplit("-", 1)[1])
-            environment, chunk = future.result()
-            future.release()
-            if environment != workspace.environment:
-                difference = describe_environment_difference(
-                    environment, workspace.environment, ("this run", "worker")
-                )
-                raise ValueError(
-                    f"chunk {c} of {workspace.root} was computed by a dask worker under other "
-                    f"settings, which change the bytes ({difference}); run workers with the "
-                    "same torch and numpy builds on the same kind of CPU"
-                )
-            yield c, chunk
-            if workspace.initialised:
-                while running.count() < limit and submit_next():
-                    pass
-    finally:
-        client.close()
+        return cluster, Client(cluster if cluster is not None else scheduler)
+    except BaseException:
         if cluster is not None:
             cluster.close()
+        raise
+
+
+def _disconnect(connecting) -> None:
+    """Close the client and cluster of ``connecting`` once it has them (nothing if it failed)."""
+    try:
+        cluster, client = connecting.result()
+    except Exception:  # the start failed: nothing to close, and its error was raised already
+        return
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _compute_on(client, make_chunk, workspace, queue) -> Iterator:
+    """Yield ``(chunk index, dataset)`` for the chunks left in ``queue``, computed on ``client``."""
+    from distributed import as_completed
+
+    n_workers = max(1, len(client.scheduler_info()["workers"]))
+    running = as_completed()
+    key = workspace.arguments_fingerprint[:16]
+
+    def submit_next() -> bool:
+        c = next(queue, None)
+        if c is not None:
+            first, n = workspace.bounds(c)
+            running.add(client.submit(
+                _computed_with, make_chunk, first, n, key=f"grepsnet-{key}-{c}", pure=False
+            ))
+        return c is not None
+
+    # At most two chunks per worker are in flight. Until chunk 0 has laid out the store,
+    # finished chunks wait in memory, so no more are started: memory stays bounded.
+    limit = 2 * n_workers
+    for _ in range(limit):
+        submit_next()
+    for future in running:
+        c = int(future.key.rsplit("-", 1)[1])
+        environment, chunk = future.result()
+        future.release()
+        if environment != workspace.environment:
+            difference = describe_environment_difference(
+                environment, workspace.environment, ("this run", "worker")
+            )
+            raise ValueError(
+                f"chunk {c} of {workspace.root} was computed by a dask worker under other "
+                f"settings, which change the bytes ({difference}); run workers with the "
+                "same torch and numpy builds on the same kind of CPU"
+            )
+        yield c, chunk
+        if workspace.initialised:
+            while running.count() < limit and submit_next():
+                pass
 
 
 def local_cluster(workers: int, processes: bool = True):
@@ -678,6 +716,17 @@ def _set_to_ranges(chunks: set[int]) -> list[list[int]]:
         else:
             ranges.append([c, c + 1])
     return ranges
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    """Raise unless ``path`` is free, or ``overwrite`` is set and ``path`` is ours to replace."""
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(
+                f"{path} already exists; choose another output path or pass overwrite=True "
+                "(--overwrite) to replace it"
+            )
+        check_replaceable(path)
 
 
 def check_replaceable(path: str | os.PathLike) -> None:

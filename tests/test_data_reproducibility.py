@@ -2,6 +2,8 @@
 
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -183,6 +185,14 @@ def test_split_directory_resume_under_other_settings_is_refused(tmp_path, monkey
     assert (storage.workspace_of(path) / "train.zarr").exists()  # the finished split is kept
 
 
+def _slow_in_the_driver(n_samples, *, seed, first_sample=0):
+    """``_standin``, taking 0.5 s in the main thread (the driver computes chunks while the
+    cluster starts), so that the workers get chunks too."""
+    if threading.current_thread() is threading.main_thread():
+        time.sleep(0.5)
+    return _standin(n_samples, seed=seed, first_sample=first_sample)
+
+
 def test_a_worker_under_other_settings_is_refused(tmp_path, monkeypatch):
     def elsewhere(make_chunk, first, n):
         return {**_environment.runtime_environment(), "numpy": "0.1"}, make_chunk(first, n)
@@ -191,9 +201,36 @@ def test_a_worker_under_other_settings_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "out.zarr"
     with pytest.raises(ValueError, match=r"computed by a dask worker under other settings.*"
                                          r"numpy: this run '.*', worker '0\.1'"):
-        generate_to_store(_standin, path, 4, chunk_size=2, workers=1, processes=False,
-                          progress=False)
+        generate_to_store(_slow_in_the_driver, path, 40, chunk_size=2, workers=1,
+                          processes=False, progress=False)
     assert not path.exists()
+
+
+def test_the_driver_computes_chunks_while_the_cluster_starts(tmp_path, monkeypatch):
+    """A job done before the workers are up is computed by the driver alone (no time lost
+    to the start), gives the serial bytes, and the cluster is still closed."""
+    started, local_cluster = [], storage.local_cluster
+
+    def slow_cluster(workers, processes=True):
+        time.sleep(1.0)
+        started.append(local_cluster(workers, processes))
+        return started[-1]
+
+    monkeypatch.setattr(storage, "local_cluster", slow_cluster)
+    threads = []
+
+    def recording(n_samples, *, seed, first_sample=0):
+        threads.append(threading.current_thread().name)
+        return _standin(n_samples, seed=seed, first_sample=first_sample)
+
+    serial = generate_to_store(_standin, tmp_path / "serial.zarr", 6, chunk_size=2,
+                               progress=False)
+    both = generate_to_store(recording, tmp_path / "both.zarr", 6, chunk_size=2, workers=2,
+                             processes=False, progress=False)
+    assert threads == ["MainThread"] * 3
+    assert len(started) == 1 and started[0].status.name == "closed"
+    assert open_dataset(both).u.values.tobytes() == open_dataset(serial).u.values.tobytes()
+    assert open_dataset(both).u.values[:, 0].tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_local_workers_start_without_dasks_malloc_trim_threshold(monkeypatch):
@@ -203,3 +240,102 @@ def test_local_workers_start_without_dasks_malloc_trim_threshold(monkeypatch):
     with storage.local_cluster(1) as cluster, Client(cluster) as client:
         assert client.submit(os.environ.get, "MALLOC_TRIM_THRESHOLD_").result() is None
         assert client.submit(os.environ.get, "OMP_NUM_THREADS").result() == "1"
+
+
+_REDUCTIONS = ("umr_sum", "umr_prod", "umr_maximum", "umr_minimum")
+_PRODUCTS = ("matmul", "dot", "einsum", "tensordot", "inner", "vdot", "sum")
+
+
+@pytest.fixture
+def reductions(monkeypatch):
+    """Record every numpy product (``np.matmul``, ``np.dot``, ..) and every array-method
+    reduction (``.sum()``, ``.prod()``, ``.max()``, ``.min()``, ``.mean()``) as
+    (function, shape, dtype, axis)."""
+    import numpy._core._methods as methods
+
+    calls = []
+
+    def recording(name, function, axis_position):
+        def wrapper(*args, **kwargs):
+            axis = kwargs.get("axis", args[axis_position] if len(args) > axis_position else None)
+            shapes = tuple(np.shape(a) for a in args if isinstance(a, np.ndarray))
+            dtypes = tuple(str(a.dtype) for a in args if isinstance(a, np.ndarray))
+            calls.append((name, shapes, dtypes, axis))
+            return function(*args, **kwargs)
+        return wrapper
+
+    for name in _REDUCTIONS:
+        monkeypatch.setattr(methods, name, recording(name, getattr(methods, name), 1))
+    for name in _PRODUCTS:
+        monkeypatch.setattr(np, name, recording(name, getattr(np, name), 99))
+    return calls
+
+
+def _matmul_operators(module) -> list[int]:
+    """Lines of ``module`` that use the ``@`` operator (invisible to monkeypatching)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, (ast.BinOp, ast.AugAssign)) and isinstance(node.op, ast.MatMult)]
+
+
+@pytest.mark.parametrize("preset", ["clean", "egnn"])
+def test_particle_arithmetic_per_sample_does_not_depend_on_the_chunking(reductions, preset):
+    """No floating-point product or reduction of the particle integrators has a shape that
+    depends on the chunk size or the sample count (BLAS and numpy may round those
+    differently per shape and CPU): the recorded calls are the same, shape for shape, for
+    chunks of 1 and 3 and 3 or 4 samples; and the data agree bit for bit."""
+    from grepsnet_sciml.datasets import _particles_clean, _particles_common, _particles_egnn
+    from grepsnet_sciml.datasets import charged_particles as cp
+
+    for module in (_particles_clean, _particles_common, _particles_egnn):
+        assert _matmul_operators(module) == [], module.__name__
+
+    def run(n_samples, chunk_size):
+        return cp.generate(n_samples, preset=preset, seed=5, n_steps=300, record_every=100,
+                           chunk_size=chunk_size, progress=False)
+
+    seen, data = {}, {}
+    for n_samples in (3, 4):
+        for chunk_size in (1, 3):
+            reductions.clear()
+            ds = run(n_samples, chunk_size)
+            data[n_samples, chunk_size] = (ds.position.values, ds.velocity.values)
+            seen[n_samples, chunk_size] = {call for call in reductions
+                                           if any(d.startswith("float") for d in call[2])}
+    reference = seen[4, 3]
+    assert not any(name in ("matmul", "dot", "einsum", "tensordot", "inner", "vdot")
+                   for name, *_ in reference)
+    if preset == "clean":  # only the per-sample draw |u|^2 of (3, n) directions
+        assert reference == {("umr_sum", ((3, 5),), ("float64",), 0)}
+    for key, calls in seen.items():
+        assert calls == reference, f"{key}: {calls ^ reference}"
+    whole_position, whole_velocity = data[4, 3]
+    assert np.isfinite(whole_position).all() and float(np.abs(whole_velocity).max()) > 0.1
+    for (n_samples, chunk_size), (position, velocity) in data.items():
+        label = f"{n_samples} samples, chunks of {chunk_size}"
+        assert position.tobytes() == whole_position[:n_samples].tobytes(), label
+        assert velocity.tobytes() == whole_velocity[:n_samples].tobytes(), label
+
+
+@pytest.mark.parametrize("preset", ["clean", "egnn"])
+def test_particle_forces_of_one_trajectory_equal_those_in_any_batch(preset):
+    """The force of each trajectory is bit-identical alone or in a batch of 1, 3 or 40
+    (9 particles: the egnn force sums its full pair matrix in numpy for ``n > 7``)."""
+    from grepsnet_sciml.datasets._particles_clean import CleanForce
+    from grepsnet_sciml.datasets._particles_egnn import EgnnForce
+
+    rng = np.random.default_rng(7)
+    charges = rng.choice([-1.0, 1.0], size=(40, 9))
+    y = np.ascontiguousarray(rng.standard_normal((9, 3, 40)) * 2.0)
+    forces = {"clean": lambda q: CleanForce(q, 0.1), "egnn": lambda q: EgnnForce(q, 100.0)}
+    make = forces[preset]
+    whole = make(charges)(y)
+    assert whole.shape == (9, 3, 40) and float(np.abs(whole).max()) > 1e-3
+    for size in (1, 3):
+        for start in range(0, 40, size):
+            part = make(charges[start:start + size])(
+                np.ascontiguousarray(y[..., start:start + size]))
+            assert part.tobytes() == np.ascontiguousarray(whole[..., start:start + size]).tobytes()
