@@ -10,8 +10,8 @@
   :mod:`grepsnet_sciml.datasets.charged_particles`, re-exported here.
 
 The files do not say which forcing they were made with, so the user names it; the declared
-symmetry is then :func:`grepsnet_sciml.datasets.navier_stokes.symmetry_declaration` for that
-forcing and the reference (``"fno"``) scheme.
+contract is then :func:`grepsnet_sciml.datasets.navier_stokes.dataset_spec` for that forcing
+and the reference (``"fno"``) scheme, checked against the file's grid.
 
 Examples
 --------
@@ -28,7 +28,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import scipy.io
 import xarray as xr
 
 from .charged_particles import load_egnn_npy
-from .navier_stokes import VELOCITY, VORTICITY, symmetry_declaration
+from .navier_stokes import EQUATION, VORTICITY, dataset_spec
 
 __all__ = ["FNO_FORCINGS", "load_fno_mat", "load_egnn_npy"]
 
@@ -92,7 +91,8 @@ def load_fno_mat(
         No file at ``path``.
     ValueError
         Unknown ``forcing``; a file that is not a MATLAB file, lacks ``u``, or has arrays of
-        the wrong shape; times that do not fit ``u`` (pass ``time=``).
+        the wrong shape; times that do not fit ``u`` (pass ``time=``); a grid on which the
+        forcing's declared shifts are not whole cells (named forcings: N divisible by 4).
     """
     path = Path(path)
     if forcing not in FNO_FORCINGS:
@@ -139,7 +139,17 @@ def load_fno_mat(
         "include_initial": bool(initial),
         "dtype": str(vorticity.dtype),
     }
-    declaration = symmetry_declaration(forcing, scheme="fno")
+    spec = dataset_spec(forcing, "fno", config, {
+        "equation": EQUATION,
+        "solver_version": f"external: FNO/G-FNO pseudo-spectral solver ({version} file)",
+        "seed": -1,
+        "source": str(path),
+    })
+    for element in spec.elements:  # the declared shifts must be whole cells of the grid
+        try:
+            element.cells(n)
+        except ValueError as err:
+            raise ValueError(f"{path}: the {forcing!r} forcing's declared symmetry: {err}") from err
     return xr.Dataset(
         {
             VORTICITY: (
@@ -170,17 +180,7 @@ def load_fno_mat(
                 {"units": "1", "long_name": "y coordinate on the unit torus", "axis": "Y"},
             ),
         },
-        attrs={
-            "kind": "field",
-            "equation": "dw/dt + u . grad w = nu Laplacian w + f on the unit torus",
-            "group": declaration["group"],
-            "representations": json.dumps({VORTICITY: "T0p", VELOCITY: "T1"}),
-            "symmetry": json.dumps(declaration),
-            "config": json.dumps(config),
-            "solver_version": f"external: FNO/G-FNO pseudo-spectral solver ({version} file)",
-            "seed": -1,
-            "source": str(path),
-        },
+        attrs=spec.to_attrs(),
     )
 
 

@@ -23,6 +23,10 @@ solution to ``(g . w)(x) = det(g) w(g^{-1} (x - s))`` (vorticity is a pseudo-sca
   ``s = (1/2, 0)`` (``-h(t - 1/2) = h(t)``), the anti-diagonal one with ``s = (3/4, 0)``.
 - ``None``: ``D4()`` with ``s = 0`` (and every translation); a user array: ``C1()``.
 
+:func:`dataset_spec` declares this as a :class:`~grepsnet_sciml.datasets.contract.DatasetSpec`
+(written to the attrs with ``to_attrs``); its elements act through ``Reps.act``, so the
+vorticity's sign comes from its representation ``T0p``.
+
 Examples
 --------
 >>> ds = generate(2, resolution=16, t_final=0.5, record_every=0.25, progress=False)
@@ -49,11 +53,12 @@ import xarray as xr
 from tqdm import tqdm
 
 from grepsnet_sciml import __version__
-from grepsnet_sciml.groups import C1, D2, D4, PlanarGroup
+from grepsnet_sciml.groups import C1, D2, D4
 
 from ._environment import generation_threads
 from ._ns_solver import SCHEMES, NavierStokes2D, default_dt, record_count
 from ._ns_spectral import FORCINGS, gaussian_random_field, grid_coordinates
+from .contract import DatasetSpec, group_elements
 
 __all__ = [
     "NavierStokes2D",
@@ -62,17 +67,18 @@ __all__ = [
     "SOLVER_VERSION",
     "VORTICITY",
     "VELOCITY",
-    "act_symmetry",
+    "dataset_spec",
     "generate",
     "preset",
-    "symmetry_declaration",
 ]
 
-#: xarray names of the data contract.
+#: xarray names of the data contract (:mod:`~grepsnet_sciml.datasets.contract`).
 VORTICITY = "vorticity"
 VELOCITY = "velocity"
 #: Solver version written to ``attrs["solver_version"]``.
 SOLVER_VERSION = f"grepsnet_sciml {__version__} navier_stokes/1"
+#: ``attrs["equation"]``.
+EQUATION = "dw/dt + u . grad w = nu Laplacian w + f on the unit torus"
 
 
 @dataclass(frozen=True)
@@ -255,14 +261,6 @@ _SHIFTS = {
     None: {},
 }
 _GROUPS = {"symmetric": D4, "fno": lambda: D2("diagonal"), None: D4}
-_ACTION = (
-    "(g . w)(x) = det(g) w(g^{-1} (x - shift)) for the vorticity (pseudo-scalar T0p), "
-    "(g . u)(x) = g u(g^{-1} (x - shift)) for the velocity (T1); shift in domain units, on "
-    "an N x N grid: PlanarGroup.act_grid(g, .) then a cyclic shift by shift * N cells; "
-    "'negate' = det(g) < 0 applies to the vorticity"
-)
-
-
 def _shift_divisor(forcing: str | None) -> int:
     """Smallest ``d`` such that every declared shift of ``forcing`` is whole cells on a grid
     of a multiple of ``d`` points (4 for both named forcings; 1 for none or an array)."""
@@ -274,83 +272,38 @@ def _shift_divisor(forcing: str | None) -> int:
     return math.lcm(1, *denominators)
 
 
-def symmetry_declaration(forcing: str | None, scheme: str = "fast") -> dict:
-    """The point group with accompanying shifts under which the data is symmetric.
+def dataset_spec(forcing: str | None, scheme: str = "fast", config: dict | None = None,
+                 metadata: dict | None = None) -> DatasetSpec:
+    """The data contract of Navier-Stokes data made with ``forcing`` and ``scheme``.
+
+    Parameters
+    ----------
+    forcing : {"fno", "symmetric", "array"} or None
+        Decides the group and the shift of each element (module docstring).
+    scheme : {"fast", "fno"}
+        ``exact`` is false for ``"fno"``, whose Nyquist treatment breaks the grid symmetry at
+        about 3e-7 relative.
+    config, metadata : dict, optional
+        The generator config and the other attrs.
 
     Returns
     -------
-    dict
-        ``{"group": repr, "action": str, "elements": [{"name", "matrix", "shift",
-        "negate"}], "translations": "all" | "none", "exact": bool, "note": str}``.
-        ``exact`` is false for the ``"fno"`` scheme, whose Nyquist treatment breaks the
-        grid symmetry at about 3e-7 relative.
+    DatasetSpec
+        Kind ``"field"``, vorticity ``T0p`` and velocity ``T1``, every element of the group
+        with its shift, translations for the unforced equation only.
     """
     group = _GROUPS[forcing]() if forcing in _GROUPS else C1()
-    shifts = _SHIFTS.get(forcing, {})
-    elements = []
-    for name, g in zip(group.element_names, group.elements()):
-        elements.append({
-            "name": name,
-            "matrix": [[int(round(float(v))) for v in row] for row in g],
-            "shift": list(shifts.get(name, (0.0, 0.0))),
-            "negate": bool(torch.linalg.det(g) < 0),
-        })
     note = (
         "exact to round-off (Nyquist modes zeroed)"
         if scheme == "fast"
         else "the fno scheme's Nyquist treatment breaks the grid symmetry at about 3e-7"
     )
-    return {
-        "group": repr(group),
-        "action": _ACTION,
-        "elements": elements,
-        "translations": "all" if forcing is None else "none",
-        "exact": scheme == "fast",
-        "note": note,
-    }
-
-
-def act_symmetry(field: torch.Tensor, element: dict, kind: str = VORTICITY) -> torch.Tensor:
-    """Apply one declared symmetry element to grid data.
-
-    Parameters
-    ----------
-    field : torch.Tensor
-        Vorticity ``(..., N, N)`` or velocity ``(..., N, N, 2)`` (components ``(x, y)``).
-    element : dict
-        One entry of ``symmetry_declaration(...)["elements"]``.
-    kind : {"vorticity", "velocity"}
-
-    Returns
-    -------
-    torch.Tensor
-        ``det(g) w(g^{-1}(x - s))`` or ``g u(g^{-1}(x - s))``, same shape. ``N s`` must be an
-        integer number of cells.
-    """
-    g = torch.tensor(element["matrix"], dtype=torch.float64)
-    group = PlanarGroup([g], "generated")
-    if kind == VELOCITY:
-        n = field.shape[-2]
-        moved = group.act_grid(g, field.movedim(-1, -3)).movedim(-3, -1)
-        moved = moved @ g.to(field.dtype).to(field.device).T
-    elif kind == VORTICITY:
-        n = field.shape[-1]
-        moved = group.act_grid(g, field)
-        if element["negate"]:
-            moved = -moved
-    else:
-        raise ValueError(f"kind: expected 'vorticity' or 'velocity', got {kind!r}")
-    cells = []
-    for s in element["shift"]:
-        c = s * n
-        if abs(c - round(c)) > 1e-9:
-            raise ValueError(
-                f"field: the shift {element['shift']} is not a whole number of cells on a "
-                f"{n} x {n} grid; expected N divisible by 4"
-            )
-        cells.append(int(round(c)))
-    dims = (-3, -2) if kind == VELOCITY else (-2, -1)
-    return torch.roll(moved, shifts=tuple(cells), dims=dims)
+    return DatasetSpec(
+        kind="field", group=group, representations={VORTICITY: "T0p", VELOCITY: "T1"},
+        elements=group_elements(group, _SHIFTS.get(forcing, {})),
+        translations=forcing is None, exact=scheme == "fast", note=note,
+        config=config or {}, metadata=metadata or {},
+    )
 
 
 # ----- generation --------------------------------------------------------------------------
@@ -576,25 +529,15 @@ def _dataset(vort, vel, times, first_sample, config, forcing_array, ic_text, see
             "units": "1", "long_name": "velocity (u, v) from the stream function",
             "representation": "T1",
         })
-    declaration = symmetry_declaration(
-        config.forcing if forcing_array is None else "array", config.scheme
-    )
     full = config.to_dict()
     if forcing_array is not None:
         f = torch.as_tensor(np.asarray(forcing_array), dtype=torch.float64)
         full["forcing_sha256"] = _sha256(f)
     full["initial_condition"] = ic_text
     full["dtype"] = str(dtype).replace("torch.", "")
-    representations = {VORTICITY: "T0p", VELOCITY: "T1"}
-    attrs = {
-        "kind": "field",
-        "equation": "dw/dt + u . grad w = nu Laplacian w + f on the unit torus",
-        "group": declaration["group"],
-        "representations": json.dumps(representations),
-        "symmetry": json.dumps(declaration),
-        "config": json.dumps(full),
-        "solver_version": SOLVER_VERSION,
-        "seed": int(seed),
-        "Conventions": "CF-1.8",
-    }
-    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    spec = dataset_spec(
+        config.forcing if forcing_array is None else "array", config.scheme, full,
+        {"equation": EQUATION, "solver_version": SOLVER_VERSION, "seed": int(seed),
+         "Conventions": "CF-1.8"},
+    )
+    return xr.Dataset(data_vars, coords=coords, attrs=spec.to_attrs())

@@ -6,6 +6,8 @@ The experiment is a typed config (the same one ``grepsnet train CONFIG.toml`` re
 checkpoints (``best.pt`` by validation rollout error, ``last.pt``) and ``metrics.jsonl``
 land in ``OUT/fno`` and ``OUT/mpnn``. Rerun with ``--resume`` to continue an interrupted run,
 or with ``--overwrite`` to replace the runs (a plain rerun refuses to touch them).
+TOML configs for the equivariant models (``grepsnet train examples/configs/<name>.toml``)
+are in ``examples/configs/``; ``grepsnet train --help`` lists every model and its fields.
 """
 
 import argparse

@@ -5,6 +5,7 @@ Imported as ``grepsnet_sciml.solvers``.
 - data: :class:`FieldWindows`, :class:`ParticlePairs` (torch datasets from generated data)
 - normalisation: :class:`Normalizer`, :class:`NormalizedModel` (one scale per field, equivariant)
 - training: :class:`Trainer`, :class:`TrainConfig`, typed experiment configs, :func:`train`
+- models: :data:`REGISTRY` of named models with typed configs, :func:`register_model`
 - rollout: :func:`rollout` (pure, streaming), :func:`solver_rollout` (the numerical solver)
 - evaluation: :func:`evaluate`, :func:`symmetry_consistency`
 """
@@ -17,7 +18,7 @@ if __name__ != "grepsnet_sciml.solvers":  # the folder imported by its bare name
     _toplevel = os.path.join(os.path.dirname(__file__), "..", "grepsnet_sciml", "_toplevel.py")
     runpy.run_path(_toplevel)["defer_to_installed"](__name__, __file__)
 else:
-    from .config import DataConfig, ExperimentConfig, ModelConfig, load_config
+    from .config import DataConfig, ExperimentConfig, load_config
     from .data import (
         FieldLayout,
         FieldWindows,
@@ -34,16 +35,23 @@ else:
     )
     from .evaluate import evaluate, evaluate_fields, evaluate_particles
     from .experiment import (
-        MODELS,
+        GroupAugmented,
         build_model,
         load_model,
         model_from_dataset,
-        register_model,
         train,
     )
     from .losses import mse, relative_l2
     from .normalize import NormalizedModel, Normalizer
     from .reference import navier_stokes_solver, particle_solver
+    from .registry import (
+        REGISTRY,
+        ModelEntry,
+        get_model,
+        model_config,
+        model_name,
+        register_model,
+    )
     from .rollout import RolloutResult, rollout, solver_rollout
     from .trainer import TrainConfig, Trainer, TrainingDiverged
 
@@ -52,7 +60,6 @@ else:
         "Trainer",
         "TrainingDiverged",
         "DataConfig",
-        "ModelConfig",
         "ExperimentConfig",
         "load_config",
         "FieldLayout",
@@ -81,6 +88,11 @@ else:
         "load_model",
         "model_from_dataset",
         "build_model",
+        "GroupAugmented",
+        "REGISTRY",
+        "ModelEntry",
         "register_model",
-        "MODELS",
+        "get_model",
+        "model_config",
+        "model_name",
     ]

@@ -7,21 +7,28 @@ A TOML file has one table per section of :class:`ExperimentConfig`::
     t_in = 10
 
     [model]
-    name = "fno"
+    name = "gfno-p4"
+    width = 10
     modes = 12
 
     [train]
     epochs = 20
     lr = 1e-3
 
-Every field has a default; unknown keys and values of the wrong type are errors naming the
-key. The CLI exposes each field as ``--section.field``.
+``[model]`` holds ``name`` (a model of :mod:`~grepsnet_sciml.solvers.registry`, or
+``"auto"``) and exactly that model's fields (its typed config, e.g.
+:class:`~.registry.GFNOP4Config`); the other sections are :class:`DataConfig` and
+:class:`~.trainer.TrainConfig`. Every field has a default; unknown keys and values of the
+wrong type are errors naming the key. The CLI exposes each field as ``--section.field``.
 
 Examples
 --------
->>> cfg = config_from_dict({"data": {"train": "d.zarr", "t_in": 4}, "train": {"epochs": 2}})
->>> cfg.data.t_in, cfg.train.epochs, cfg.model.name
-(4, 2, 'auto')
+>>> cfg = config_from_dict({"data": {"train": "d.zarr", "t_in": 4},
+...                         "model": {"name": "gfno-p4", "width": 6}, "train": {"epochs": 2}})
+>>> cfg.data.t_in, cfg.train.epochs, cfg.model
+(4, 2, GFNOP4Config(width=6, modes=12, n_layers=4))
+>>> config_to_dict(cfg)["model"]
+{'name': 'gfno-p4', 'width': 6, 'modes': 12, 'n_layers': 4}
 >>> config_from_dict(config_to_dict(cfg)) == cfg
 True
 """
@@ -31,14 +38,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
+from typing import Any
 
+from grepsnet_sciml.groups import group_from_string
+
+from .registry import (
+    AutoModelConfig,
+    check_value,
+    get_model,
+    model_config,
+    model_name,
+    parse_value,
+)
 from .trainer import TrainConfig
 
-__all__ = ["DataConfig", "ModelConfig", "ExperimentConfig", "config_from_dict",
-           "config_to_dict", "load_config", "set_field"]
+__all__ = ["DataConfig", "ExperimentConfig", "config_from_dict", "config_to_dict",
+           "model_to_dict", "load_config", "set_field"]
 
 
 @dataclass
@@ -67,6 +84,10 @@ class DataConfig:
         Particle models also predict velocities (needed for long rollouts).
     valid_rollout_steps : int
         Steps of the validation rollout that picks the ``best`` checkpoint.
+    augment : str
+        Fields: a group (``"C4"``, ``"D4"``), a subgroup of the data's, whose random element
+        ``g`` replaces each training item ``(x, y)`` by ``(g . x, g . y)``; ``""``: none.
+        Models that train on augmented data (``fno-aug``) set it themselves.
     """
 
     train: str = ""
@@ -80,69 +101,30 @@ class DataConfig:
     delta: int = 10
     predict_velocity: bool = True
     valid_rollout_steps: int = 10
-
-
-@dataclass
-class ModelConfig:
-    """Which surrogate to build; ``rep_in``/``rep_out`` come from the data.
-
-    Attributes
-    ----------
-    name : str
-        A key of :data:`grepsnet_sciml.solvers.experiment.MODELS`, or ``"auto"``
-        (``"fno"`` for fields, ``"mpnn"`` for particles).
-        Fields: ``fno``, ``grepsfno``, ``gfno-p4``, ``gfno-p4m``; particles: ``mpnn``,
-        ``grepsnbody``, ``egnn``.
-    modes : int
-        Field models: Fourier modes per axis.
-    width : int
-        Field models: hidden channels (``grepsfno``/``gfno-*``: copies of the regular
-        representation). 0: the model's default (fno 32, grepsfno 8, gfno 10).
-    n_layers : int
-        Fourier layers or message-passing rounds. 0: the model's default (grepsnbody 2,
-        the others 4).
-    hidden : int
-        Particle models: hidden width. 0: the model's default (64).
-    """
-
-    name: str = "auto"
-    modes: int = 12
-    width: int = 0
-    n_layers: int = 0
-    hidden: int = 0
+    augment: str = ""
 
     def __post_init__(self):
-        if not isinstance(self.modes, int) or self.modes < 1:
-            raise ValueError(f"model.modes: expected a positive integer, got {self.modes!r}")
-        for name in ("width", "n_layers", "hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"model.{name}: expected an integer >= 0 (0: the model's "
-                                 f"default), got {value!r}")
+        if not isinstance(self.augment, str):
+            raise ValueError(f"data.augment: expected a group name such as 'C4', got "
+                             f"{self.augment!r}")
+        if self.augment:
+            try:
+                group_from_string(self.augment)
+            except ValueError as err:
+                raise ValueError(f"data.augment: {err}") from err
 
 
 @dataclass
 class ExperimentConfig:
-    """A full training run: ``data``, ``model`` and ``train`` sections."""
+    """A full training run: ``data``, ``model`` and ``train`` sections.
+
+    ``model`` is the typed config of one registered model (:func:`~.registry.model_name`
+    gives its name) or :class:`~.registry.AutoModelConfig`.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = field(default_factory=AutoModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def _check_type(value, annotation, key):
-    hint = typing.get_origin(annotation)
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (list, typing.List):  # noqa: UP006
-        (inner,) = typing.get_args(annotation)
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key}: expected a list of {inner.__name__}, got {value!r}")
-        return [_check_type(v, inner, key) for v in value]
-    if isinstance(annotation, type) and not (
-            isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))):
-        raise ValueError(f"{key}: expected {annotation.__name__}, got {value!r}")
-    return value
 
 
 def _section(cls, values: dict, name: str):
@@ -153,8 +135,18 @@ def _section(cls, values: dict, name: str):
     for key in values:
         if key not in known:
             raise ValueError(f"{name}.{key}: unknown setting; expected one of {sorted(known)}")
-    kwargs = {k: _check_type(v, hints[k], f"{name}.{k}") for k, v in values.items()}
+    kwargs = {k: check_value(v, hints[k], f"{name}.{k}") for k, v in values.items()}
     return cls(**kwargs)
+
+
+def _model_section(values: dict):
+    if not isinstance(values, dict):
+        raise ValueError(f"model: expected a table of settings, got {values!r}")
+    values = dict(values)
+    name = values.pop("name", "auto")
+    if not isinstance(name, str):
+        raise ValueError(f"model.name: expected str, got {name!r}")
+    return model_config(name, values)
 
 
 def config_from_dict(values: dict) -> ExperimentConfig:
@@ -163,13 +155,22 @@ def config_from_dict(values: dict) -> ExperimentConfig:
     for key in values:
         if key not in sections:
             raise ValueError(f"{key}: unknown section; expected one of {sorted(sections)}")
-    hints = typing.get_type_hints(ExperimentConfig)
-    return ExperimentConfig(**{k: _section(hints[k], values.get(k, {}), k) for k in sections})
+    return ExperimentConfig(data=_section(DataConfig, values.get("data", {}), "data"),
+                            model=_model_section(values.get("model", {})),
+                            train=_section(TrainConfig, values.get("train", {}), "train"))
+
+
+def model_to_dict(model) -> dict:
+    """``{"name": ..., **fields}`` of a model config (``[model]`` as plain data)."""
+    if isinstance(model, AutoModelConfig):
+        return {"name": "auto", **dict(model.settings)}
+    return {"name": model_name(model), **dataclasses.asdict(model)}
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:
-    """Nested plain dicts (JSON/TOML-ready)."""
-    return dataclasses.asdict(cfg)
+    """Nested plain dicts (JSON/TOML-ready; settings left unset, ``None``, are kept)."""
+    return {"data": dataclasses.asdict(cfg.data), "model": model_to_dict(cfg.model),
+            "train": dataclasses.asdict(cfg.train)}
 
 
 def load_config(path: str | os.PathLike) -> ExperimentConfig:
@@ -185,34 +186,37 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
     return config_from_dict(values)
 
 
+def _model_hint(model, key: str):
+    """The type of setting ``key`` of the configured model (ValueError naming its fields)."""
+    if isinstance(model, AutoModelConfig):
+        classes = [get_model(n).config for n in ("fno", "mpnn")]
+    else:
+        classes = [type(model)]
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        if key in {f.name for f in dataclasses.fields(cls)}:
+            return hints[key]
+    known = sorted({f.name for cls in classes for f in dataclasses.fields(cls)})
+    raise ValueError(f"model.{key}: unknown setting of model {model_name(model)!r}; expected "
+                     f"one of {known} (or set model.name first)")
+
+
 def set_field(cfg: ExperimentConfig, dotted: str, text: str) -> ExperimentConfig:
     """Return ``cfg`` with ``section.field`` set from a command-line string.
 
-    Lists are comma-separated; booleans accept true/false/1/0/yes/no.
+    Lists are comma-separated; booleans accept true/false/1/0/yes/no; optional settings
+    take ``none``. ``model.name`` starts from that model's defaults, so set it before the
+    model's other fields.
     """
     values = config_to_dict(cfg)
     section, _, key = dotted.partition(".")
-    if section not in values or key not in values[section]:
+    if section == "model" and key == "name":
+        values["model"] = {"name": text}
+    elif section == "model" and key:
+        values["model"][key] = parse_value(text, _model_hint(cfg.model, key), dotted)
+    elif section not in values or key not in values[section]:
         raise ValueError(f"{dotted}: unknown setting; expected section.field such as train.lr")
-    hint = typing.get_type_hints(type(getattr(cfg, section)))[key]
-    values[section][key] = _parse_text(text, hint, dotted)
+    else:
+        hint = typing.get_type_hints(type(getattr(cfg, section)))[key]
+        values[section][key] = parse_value(text, hint, dotted)
     return config_from_dict(values)
-
-
-def _parse_text(text: str, hint, key: str):
-    if typing.get_origin(hint) in (list, typing.List):  # noqa: UP006
-        (inner,) = typing.get_args(hint)
-        return [_parse_text(t.strip(), inner, key) for t in text.split(",") if t.strip()]
-    if hint is bool:
-        low = text.lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-        raise ValueError(f"{key}: expected true or false, got {text!r}")
-    if isinstance(hint, types.GenericAlias):
-        raise ValueError(f"{key}: cannot parse {text!r}")
-    try:
-        return hint(text)
-    except ValueError as err:
-        raise ValueError(f"{key}: expected {hint.__name__}, got {text!r}") from err

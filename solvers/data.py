@@ -1,10 +1,10 @@
 """Generated xarray datasets as torch datasets, with every channel's representation.
 
-A generated dataset declares its own symmetry (see ``grepsnet_sciml.datasets``):
-``attrs["kind"]`` is ``"field"`` or ``"particles"``, ``attrs["group"]`` the repr of the
-point group and ``attrs["representations"]`` a JSON map from variable to kind (``T0``,
-``T0p``, ``T1``, ``T2``). This module turns such a dataset into training pairs and tells
-models which :class:`~grepsnet_sciml.reps.Reps` their inputs and outputs carry.
+A generated dataset declares its own symmetry in its attrs, read once into a
+:class:`~grepsnet_sciml.datasets.contract.DatasetSpec` (kind ``"field"`` or
+``"particles"``, the point group, each variable's representation kind). This module turns
+such a dataset into training pairs and tells models which :class:`~grepsnet_sciml.reps.Reps`
+their inputs and outputs carry.
 
 Fields
 ------
@@ -37,7 +37,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from grepsnet_sciml.datasets.contract import FIELD_DIMS, DatasetSpec, source_of
 from grepsnet_sciml.groups import Group, group_from_string
 from grepsnet_sciml.reps import Reps
 
@@ -56,23 +56,14 @@ __all__ = [
     "FieldWindows",
     "ParticlePairs",
     "open_dataset",
-    "check_dataset",
-    "dataset_group",
-    "dataset_representations",
     "field_layout",
     "field_trajectories",
     "particle_reps",
 ]
 
-FIELD_DIMS = ("sample", "time", "x", "y")
-"""Leading dimensions of every field variable (vector fields add ``component``)."""
 PARTICLE_VARIABLES = ("position", "velocity", "charge")
 """Variables a particle dataset must hold."""
 _KIND_SIZE = {"T0": 1, "T0p": 1, "T1": 2, "T2": 4}
-
-
-def _source(ds: xr.Dataset) -> str:
-    return str(ds.encoding.get("source") or ds.attrs.get("_source") or "<in-memory dataset>")
 
 
 def open_dataset(path: str | os.PathLike | xr.Dataset) -> xr.Dataset:
@@ -104,79 +95,11 @@ def open_dataset(path: str | os.PathLike | xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def dataset_group(ds: xr.Dataset) -> Group:
-    """The point group declared in ``ds.attrs["group"]``."""
-    if "group" not in ds.attrs:
-        raise ValueError(
-            f"{_source(ds)}: attribute 'group' is missing; expected the repr of the declared "
-            "point group such as 'D4()' or 'O(3)'"
-        )
-    return group_from_string(str(ds.attrs["group"]))
-
-
-def dataset_representations(ds: xr.Dataset) -> dict[str, str]:
-    """The map variable -> representation kind from ``ds.attrs["representations"]``."""
-    raw = ds.attrs.get("representations")
-    if raw is None:
-        raise ValueError(
-            f"{_source(ds)}: attribute 'representations' is missing; expected JSON such as "
-            "'{\"vorticity\": \"T0p\"}'"
-        )
-    try:
-        reps = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise ValueError(
-            f"{_source(ds)}: attribute 'representations' is not a JSON object: {raw!r}"
-        ) from err
-    return {str(k): str(v) for k, v in reps.items()}
-
-
-def check_dataset(ds: xr.Dataset, kind: str, variables: Sequence[str]) -> None:
-    """Raise ``ValueError`` unless ``ds`` is a generated dataset of ``kind`` holding ``variables``.
-
-    Checks ``attrs["kind"]``, the group, the representations and each variable's dims; the
-    message names the file, the variable and what was expected.
-    """
-    source = _source(ds)
-    found = ds.attrs.get("kind")
-    if found is None:
-        raise ValueError(f"{source}: attribute 'kind' is missing; expected {kind!r}")
-    if found != kind:
-        raise ValueError(
-            f"{source}: holds {found!r} data (attrs['kind']), expected {kind!r}; "
-            f"variables present: {sorted(ds.data_vars)}"
-        )
-    dataset_group(ds)
-    reps = dataset_representations(ds)
-    for name in variables:
-        if name not in ds.data_vars:
-            raise ValueError(
-                f"{source}: variable {name!r} is missing; expected one of the {kind} variables, "
-                f"found {sorted(ds.data_vars)}"
-            )
-        if name not in reps:
-            raise ValueError(
-                f"{source}: variable {name!r} has no entry in attrs['representations'] "
-                f"({reps}); expected its kind such as 'T0p' or 'T1'"
-            )
-    if kind == "field":
-        for name in variables:
-            dims = ds[name].dims
-            want = FIELD_DIMS + (("component",) if reps[name] == "T1" else ())
-            if reps[name] not in ("T0", "T0p", "T1"):
-                raise ValueError(
-                    f"{source}: variable {name!r} has representation {reps[name]!r}; "
-                    "field models support T0, T0p and T1"
-                )
-            if tuple(dims) != want:
-                raise ValueError(f"{source}: variable {name!r} has dims {dims}, expected {want}")
-
-
 def _check_finite(values: np.ndarray, ds: xr.Dataset, name: str, where: str) -> None:
     if not np.isfinite(values).all():
         bad = np.argwhere(~np.isfinite(values))[0].tolist()
         raise ValueError(
-            f"{_source(ds)}: variable {name!r} contains NaN or Inf ({where}, first at index "
+            f"{source_of(ds)}: variable {name!r} contains NaN or Inf ({where}, first at index "
             f"{bad}); expected finite values"
         )
 
@@ -259,9 +182,9 @@ def field_layout(ds: xr.Dataset, variables: Sequence[str] | None = None) -> Fiel
     variables = tuple(variables) if variables is not None else ("vorticity",)
     if not variables:
         raise ValueError("variables: expected at least one field variable, got ()")
-    check_dataset(ds, "field", variables)
-    reps = dataset_representations(ds)
-    return FieldLayout(variables, tuple(reps[v] for v in variables), dataset_group(ds))
+    spec = DatasetSpec.from_dataset(ds)
+    spec.require(ds, "field", variables)
+    return FieldLayout(variables, tuple(spec.representations[v] for v in variables), spec.group)
 
 
 def field_trajectories(ds: xr.Dataset, layout: FieldLayout, samples=None, times=None,
@@ -348,7 +271,7 @@ class FieldWindows(torch.utils.data.Dataset):
         if t_in + t_out > n_time:
             raise ValueError(
                 f"t_in, t_out: a window needs t_in + t_out = {t_in + t_out} frames but "
-                f"{_source(ds)} has {n_time}"
+                f"{source_of(ds)} has {n_time}"
             )
         self.samples = _positions(samples, ds.sizes["sample"], "samples")
         starts = range(0, n_time - t_in - t_out + 1, stride)
@@ -380,13 +303,12 @@ def particle_reps(ds: xr.Dataset, predict_velocity: bool = False):
 
     Inputs are (positions, velocities, charges), outputs positions (and velocities).
     """
-    check_dataset(ds, "particles", PARTICLE_VARIABLES)
-    kinds = dataset_representations(ds)
-    group = dataset_group(ds)
-    rep_in = tuple(Reps(kinds[v], group) for v in PARTICLE_VARIABLES)
+    spec = DatasetSpec.from_dataset(ds)
+    spec.require(ds, "particles", PARTICLE_VARIABLES)
+    rep_in = tuple(spec.reps(v) for v in PARTICLE_VARIABLES)
     if predict_velocity:
-        return rep_in, (Reps(kinds["position"], group), Reps(kinds["velocity"], group))
-    return rep_in, Reps(kinds["position"], group)
+        return rep_in, (spec.reps("position"), spec.reps("velocity"))
+    return rep_in, spec.reps("position")
 
 
 class ParticlePairs(torch.utils.data.Dataset):
@@ -423,7 +345,7 @@ class ParticlePairs(torch.utils.data.Dataset):
             if not isinstance(f, int) or f < 0 or f + delta > n_time - 1:
                 raise ValueError(
                     f"input_frames: frame {f} + delta {delta} is outside the {n_time} frames "
-                    f"of {_source(ds)}"
+                    f"of {source_of(ds)}"
                 )
         self.samples = _positions(samples, ds.sizes["sample"], "samples")
         self.delta, self.frames, self.predict_velocity = delta, frames, predict_velocity

@@ -11,19 +11,21 @@ per sample, then averaged over samples. The transformed-test error is the error 
 model on the transformed test set, ``||M^t(g x0) - g y_t|| / ||y_t||`` against the true
 trajectory ``y`` (G-FNO's rotated test).
 
-Field elements come from the dataset's ``attrs["symmetry"]`` (the point-group element with
-its accompanying shift, see ``grepsnet_sciml.datasets.navier_stokes``); every variable is
-moved by its representation (vorticity T0p changes sign under reflections) and then shifted
-cyclically. Particle elements are random ``O(3)`` matrices combined with a random
+Field elements are the dataset's declared
+:class:`~grepsnet_sciml.datasets.contract.SymmetryElement` values (the point-group element
+with its accompanying shift, see ``grepsnet_sciml.datasets.navier_stokes``); each acts
+through ``Reps.act`` of the packed frame (vorticity T0p changes sign under reflections)
+and then shifts cyclically. Particle elements are random ``O(3)`` matrices combined with a random
 translation of the positions and a random permutation of the particles.
 
 Examples
 --------
 >>> import torch
+>>> from grepsnet_sciml.datasets.contract import group_elements
 >>> from grepsnet_sciml.groups import D4
 >>> from grepsnet_sciml.solvers.data import FieldLayout
 >>> layout = FieldLayout(("vorticity",), ("T0p",), D4())
->>> elements = field_elements_from_group(D4())
+>>> elements = group_elements(D4())
 >>> same = lambda x, n: x[:, -1:].repeat(1, n, 1, 1, 1)   # an equivariant "solver"
 >>> err = symmetry_consistency({"copy": same}, torch.randn(2, 1, 1, 8, 8), 3,
 ...                            field_transform(layout, elements))
@@ -33,68 +35,41 @@ Examples
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 
+from grepsnet_sciml.datasets.contract import DatasetSpec, SymmetryElement
 from grepsnet_sciml.groups import O, PlanarGroup
 
 from .data import FieldLayout
 
-__all__ = ["field_elements", "field_elements_from_group", "field_transform",
-           "particle_transform", "symmetry_consistency", "transformed_test_error"]
+__all__ = ["field_elements", "field_transform", "particle_transform", "symmetry_consistency",
+           "transformed_test_error"]
 
 
-def field_elements_from_group(group: PlanarGroup) -> list[dict]:
-    """Every element of a planar group with zero shift: ``{"name", "matrix", "shift"}``."""
-    return [{"name": name, "matrix": g.round().long().tolist(), "shift": [0.0, 0.0]}
-            for name, g in zip(group.element_names, group.elements())]
+def field_elements(ds) -> tuple[SymmetryElement, ...]:
+    """The declared symmetry elements of a field dataset (:attr:`DatasetSpec.elements`)."""
+    return DatasetSpec.from_dataset(ds).elements
 
 
-def field_elements(ds) -> list[dict]:
-    """The declared symmetry elements of a field dataset (``attrs["symmetry"]``).
+def field_transform(layout: FieldLayout, elements: Sequence[SymmetryElement]):
+    """``(names, act)`` with ``act(k, frames)`` applying ``elements[k]`` to ``(B, T, C, X, Y)``.
 
-    Falls back to the elements of ``attrs["group"]`` with zero shifts when the dataset
-    declares no element list.
+    Each element acts on every frame through ``layout.reps(1)`` (:meth:`SymmetryElement.act`).
     """
-    from grepsnet_sciml.groups import group_from_string
-
-    raw = ds.attrs.get("symmetry")
-    try:
-        decl = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{ds.attrs.get('_source', 'dataset')}: attrs['symmetry'] is not "
-                         f"JSON: {raw!r}") from err
-    if isinstance(decl, dict) and decl.get("elements"):
-        return [{"name": e["name"], "matrix": e["matrix"], "shift": list(e["shift"])}
-                for e in decl["elements"]]
-    return field_elements_from_group(group_from_string(ds.attrs["group"]))
-
-
-def field_transform(layout: FieldLayout, elements: list[dict]):
-    """``(names, act)`` with ``act(k, frames)`` applying element ``k`` to ``(B, T, C, X, Y)``."""
-    group = layout.group
-    if not isinstance(group, PlanarGroup):
-        raise ValueError(f"layout: field symmetries need a planar group, got {group!r}")
+    if not isinstance(layout.group, PlanarGroup):
+        raise ValueError(f"layout: field symmetries need a planar group, got {layout.group!r}")
     frame_reps = layout.reps(1)
 
     def act(k: int, frames: torch.Tensor) -> torch.Tensor:
-        e = elements[k]
-        g = torch.tensor(e["matrix"], dtype=torch.float64)
         b, t = frames.shape[:2]
         flat = frames.reshape(b * t, *frames.shape[2:])
-        moved = frame_reps.act(g, flat, grid=True)
-        n = frames.shape[-1]
-        cells = tuple(int(round(s * n)) for s in e["shift"])
-        if any(abs(s * n - c) > 1e-9 for s, c in zip(e["shift"], cells)):
-            raise ValueError(f"frames: shift {e['shift']} is not a whole number of cells on "
-                             f"a {n} x {n} grid")
-        return torch.roll(moved, cells, dims=(-2, -1)).reshape(frames.shape)
+        return elements[k].act(frame_reps, flat).reshape(frames.shape)
 
-    return [e["name"] for e in elements], act
+    return [e.name for e in elements], act
 
 
 def particle_transform(n_elements: int = 8, seed: int = 0):

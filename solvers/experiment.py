@@ -6,8 +6,8 @@
   rollout error.
 - :func:`load_model` rebuilds a trained model from a checkpoint alone.
 
-Models are registered in :data:`MODELS` as ``name -> builder(model_config, rep_in,
-rep_out)``; equivariant models register themselves with :func:`register_model`.
+Models come from :mod:`~grepsnet_sciml.solvers.registry` (:data:`~.registry.REGISTRY`,
+:func:`~.registry.register_model`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from grepsnet_sciml.groups import group_from_string
-from grepsnet_sciml.models import EGNN, GFNO2d, GRepsFNO2d, GRepsNBody
-from grepsnet_sciml.models.baselines import FNOBaseline, ParticleMPNN
+from grepsnet_sciml.groups import PlanarGroup, group_from_string
 from grepsnet_sciml.reps import Reps
 
-from .config import ExperimentConfig, ModelConfig, config_from_dict, config_to_dict
+from .config import ExperimentConfig, config_from_dict, config_to_dict, model_to_dict
 from .data import (
     PARTICLE_VARIABLES,
     FieldLayout,
@@ -37,126 +35,27 @@ from .data import (
 )
 from .losses import relative_l2
 from .normalize import NormalizedModel, Normalizer, block_statistics
+from .registry import (
+    AUTO_MODELS,
+    REGISTRY,
+    build_core,
+    get_model,
+    model_config,
+    model_name,
+    resolve_auto,
+    restrict_reps,
+)
 from .rollout import rollout
 from .trainer import RESUME_APPLIED, Trainer, load_checkpoint, refuse_resume, resume_changes
 
-__all__ = ["MODELS", "MODEL_KINDS", "register_model", "model_from_dataset", "build_model",
-           "make_datasets", "train", "load_model", "LoadedModel", "model_description",
-           "check_modes"]
-
-def _default(value: int, default: int) -> int:
-    """A :class:`~.config.ModelConfig` size; 0 means the model's own default."""
-    return value if value > 0 else default
-
-
-def _single_field_kind(rep_in: Reps, rep_out: Reps, name: str) -> str:
-    """The one kind (T0 or T0p) of every block of ``rep_in`` and ``rep_out`` (G-FNO)."""
-    kinds = {b.kind for r in (rep_in, rep_out) for b in r.blocks}
-    if len(kinds) != 1 or not kinds <= {"T0", "T0p"}:
-        raise ValueError(
-            f"model.name: {name!r} takes frames of one scalar or pseudo-scalar field; the "
-            f"data gives rep_in {rep_in} and rep_out {rep_out} (expected nxT0 or nxT0p, e.g. "
-            "data.variables = ['vorticity'])"
-        )
-    return kinds.pop()
-
-
-def _build_fno(cfg: ModelConfig, rep_in, rep_out):
-    return FNOBaseline(rep_in, rep_out, modes=cfg.modes, width=_default(cfg.width, 32),
-                       n_layers=_default(cfg.n_layers, 4))
-
-
-def _build_grepsfno(cfg: ModelConfig, rep_in, rep_out):
-    return GRepsFNO2d(rep_in, rep_out, group=rep_in.group, width=_default(cfg.width, 8),
-                      modes=cfg.modes, n_layers=_default(cfg.n_layers, 4))
-
-
-def _gfno_builder(group: str, name: str):
-    def build(cfg: ModelConfig, rep_in, rep_out):
-        kind = _single_field_kind(rep_in, rep_out, name)
-        return GFNO2d(rep_in.dim, rep_out.dim, width=_default(cfg.width, 10), modes=cfg.modes,
-                      n_layers=_default(cfg.n_layers, 4), group=group,
-                      vorticity="scalar" if kind == "T0" else "pseudoscalar")
-
-    return build
-
-
-def _check_particle_reps(rep_in, rep_out, name: str) -> bool:
-    """True when velocities are predicted too; ValueError unless (T1, T1, T0) -> T1 (, T1)."""
-    got_in = tuple(str(r) for r in rep_in) if isinstance(rep_in, tuple) else (str(rep_in),)
-    outs = rep_out if isinstance(rep_out, tuple) else (rep_out,)
-    got_out = tuple(str(r) for r in outs)
-    if got_in != ("T1", "T1", "T0") or got_out not in (("T1",), ("T1", "T1")):
-        raise ValueError(
-            f"model.name: {name!r} maps (positions T1, velocities T1, charges T0) to positions "
-            f"T1 (and velocities T1); the data gives rep_in {got_in} and rep_out {got_out}"
-        )
-    return len(outs) == 2
-
-
-def _build_mpnn(cfg: ModelConfig, rep_in, rep_out):
-    return ParticleMPNN(hidden=_default(cfg.hidden, 64), n_layers=_default(cfg.n_layers, 4),
-                        predict_velocity=_check_particle_reps(rep_in, rep_out, "mpnn"))
-
-
-def _build_grepsnbody(cfg: ModelConfig, rep_in, rep_out):
-    return GRepsNBody(hidden=_default(cfg.hidden, 64), n_layers=_default(cfg.n_layers, 2),
-                      velocity_output=_check_particle_reps(rep_in, rep_out, "grepsnbody"))
-
-
-def _build_egnn(cfg: ModelConfig, rep_in, rep_out):
-    return EGNN(hidden=_default(cfg.hidden, 64), n_layers=_default(cfg.n_layers, 4),
-                velocity_output=_check_particle_reps(rep_in, rep_out, "egnn"))
-
-
-MODELS: dict[str, Callable] = {
-    "fno": _build_fno,
-    "grepsfno": _build_grepsfno,
-    "gfno-p4": _gfno_builder("p4", "gfno-p4"),
-    "gfno-p4m": _gfno_builder("p4m", "gfno-p4m"),
-    "mpnn": _build_mpnn,
-    "grepsnbody": _build_grepsnbody,
-    "egnn": _build_egnn,
-}
-"""Model builders by name: ``builder(model_config, rep_in, rep_out) -> nn.Module``.
-
-Fields (``rep_in``/``rep_out``: one :class:`~grepsnet_sciml.reps.Reps` each): ``fno``
-(neuraloperator FNO, not equivariant), ``grepsfno`` (:class:`GRepsFNO2d`, ``width x R``
-hidden channels of the data's group), ``gfno-p4``/``gfno-p4m`` (:class:`GFNO2d`, one scalar
-or pseudo-scalar field). Particles (``(T1, T1, T0)`` in, ``T1`` or ``(T1, T1)`` out):
-``mpnn`` (not rotation-equivariant), ``grepsnbody`` (:class:`GRepsNBody`), ``egnn``
-(:class:`EGNN`); with two outputs they also predict velocities (for rollouts).
-"""
-
-
-MODEL_KINDS: dict[str, str] = {"fno": "field", "grepsfno": "field", "gfno-p4": "field",
-                               "gfno-p4m": "field", "mpnn": "particles",
-                               "grepsnbody": "particles", "egnn": "particles"}
-"""The data kind (``"field"`` or ``"particles"``) each model of :data:`MODELS` takes."""
-
-_WINDOW_MODELS = ("fno", "grepsfno", "gfno-p4", "gfno-p4m")
-"""Field models whose spectral window is ``|kx|, |ky| <= modes - 1`` (the package's)."""
-
-
-def register_model(name: str, builder: Callable, kind: str | None = None) -> None:
-    """Make ``builder(model_config, rep_in, rep_out)`` available as ``model.name = name``.
-
-    ``kind`` (``"field"`` or ``"particles"``), when given, lets :func:`build_model` refuse
-    data of the other kind with a clear error.
-    """
-    if kind not in (None, "field", "particles"):
-        raise ValueError(f"kind: expected 'field', 'particles' or None, got {kind!r}")
-    MODELS[name] = builder
-    if kind is not None:
-        MODEL_KINDS[name] = kind
-    else:
-        MODEL_KINDS.pop(name, None)
+__all__ = ["model_from_dataset", "build_model", "make_datasets", "train", "load_model",
+           "LoadedModel", "model_description", "check_modes", "GroupAugmented"]
 
 
 def _check_kind(name: str, kind: str, source: str = "the data") -> None:
-    want = MODEL_KINDS.get(name)
-    if want is not None and want != kind:
-        others = sorted(n for n, k in MODEL_KINDS.items() if k == kind)
+    want = get_model(name).kind
+    if want != kind:
+        others = sorted(n for n, e in REGISTRY.items() if e.kind == kind)
         raise ValueError(
             f"model.name: {name!r} is a {want} model, but {source} holds {kind} data "
             f"(attrs['kind'] = {kind!r}); expected one of {others} for {kind} data")
@@ -168,15 +67,16 @@ def check_modes(name: str, modes: int, grid: tuple[int, int], source: str = "the
     Parameters
     ----------
     name : str
-        A field model of :data:`MODELS` (others are not checked).
+        A registered model; only field models with a ``modes`` field are checked.
     modes : int
-        ``model.modes``.
+        ``model.modes``, the window ``|kx|, |ky| <= modes - 1``.
     grid : (int, int)
         The data's ``(X, Y)``.
     source : str
         Names the data in the message.
     """
-    if name not in _WINDOW_MODELS:
+    entry = get_model(name)
+    if entry.kind != "field" or "modes" not in {f.name for f in dataclasses.fields(entry.config)}:
         return
     n = min(grid)
     if modes - 1 >= n // 2:
@@ -217,14 +117,81 @@ def _split(cfg: ExperimentConfig):
     return train_ds, train_idx, valid_ds, valid_idx
 
 
+class GroupAugmented(torch.utils.data.Dataset):
+    """Field training items moved by a random element of ``group``: ``(g . x, g . y)``.
+
+    ``(g . f)(i) = rho(g) f(g^{-1} i mod N)`` on the grid about the origin point, with
+    ``rho`` the field's representation read over ``group`` (T0 unchanged, T0p times
+    ``det g``, T1 rotated: :meth:`~grepsnet_sciml.reps.Reps.act`); ``g`` is drawn uniformly
+    per item from ``generator``. For data whose symmetry contains ``group`` the augmented
+    pairs follow the same dynamics ("FNO + augmentation").
+
+    Parameters
+    ----------
+    base : FieldWindows
+        Items ``x`` of shape ``(rep_in.dim, X, Y)``, ``y`` ``(rep_out.dim, X, Y)``.
+    group : PlanarGroup
+        A subgroup of the data's group.
+    generator : torch.Generator
+        Source of the elements (seeded from ``train.seed``; its state is not checkpointed,
+        so a resumed run draws other elements than an uninterrupted one).
+
+    Attributes
+    ----------
+    rep_in, rep_out : Reps
+        ``base.rep_in``/``base.rep_out`` over ``group``.
+    layout : FieldLayout
+        ``base.layout``.
+    """
+
+    def __init__(self, base: FieldWindows, group: PlanarGroup, generator: torch.Generator):
+        self.base, self.group, self.generator = base, group, generator
+        self.layout = base.layout
+        self.rep_in = restrict_reps(base.rep_in, group, f"data.augment {group!r}")
+        self.rep_out = restrict_reps(base.rep_out, group, f"data.augment {group!r}")
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.base[i]
+        a = int(torch.randint(self.group.order, (), generator=self.generator))
+        return (self.rep_in.act(a, x[None], grid=True)[0],
+                self.rep_out.act(a, y[None], grid=True)[0])
+
+
+def _augment(cfg: ExperimentConfig, kind: str) -> str:
+    """The augmentation group of the run: ``data.augment`` or the one its model fixes."""
+    fixed = get_model(_resolve_name(cfg.model, kind)).augment
+    given = cfg.data.augment
+    if fixed and given and group_from_string(given) != group_from_string(fixed):
+        raise ValueError(f"data.augment: {given!r} conflicts with model "
+                         f"{model_name(cfg.model)!r}, which trains on {fixed}-augmented data; "
+                         f"expected '' or {fixed!r}")
+    group = given or fixed
+    if group and kind != "field":
+        raise ValueError(f"data.augment: {group!r} applies to field data only; expected '' for "
+                         f"{kind} data")
+    return group
+
+
 def make_datasets(cfg: ExperimentConfig):
-    """Training pairs and validation data: ``(kind, train_set, valid_ds, valid_idx)``."""
+    """Training pairs and validation data: ``(kind, train_set, valid_ds, valid_idx)``.
+
+    With an augmentation group (``data.augment`` or the model's) ``train_set`` is a
+    :class:`GroupAugmented` over the :class:`~.data.FieldWindows` (``train_set.base``).
+    """
     train_ds, train_idx, valid_ds, valid_idx = _split(cfg)
     kind = _kind(train_ds)
     d = cfg.data
     if kind == "field":
         train_set = FieldWindows(train_ds, d.t_in, d.t_out, d.variables, samples=train_idx)
+        augment = _augment(cfg, kind)
+        if augment:
+            train_set = GroupAugmented(train_set, group_from_string(augment),
+                                       torch.Generator().manual_seed(cfg.train.seed))
     else:
+        _augment(cfg, kind)
         train_set = ParticlePairs(train_ds, d.input_frames, d.delta, samples=train_idx,
                                   predict_velocity=d.predict_velocity)
     return kind, train_set, valid_ds, valid_idx
@@ -245,8 +212,8 @@ def model_from_dataset(ds, name: str = "auto", *, t_in: int = 10, t_out: int = 1
     predict_velocity : bool
         Particles: also predict velocities.
     **hparams
-        Fields of :class:`~.config.ModelConfig` (``modes``, ``width``, ``n_layers``,
-        ``hidden``).
+        Fields of the model's config (:mod:`~.registry`), e.g. ``modes``, ``width``,
+        ``n_layers`` or ``hidden``.
 
     Examples
     --------
@@ -260,17 +227,17 @@ def model_from_dataset(ds, name: str = "auto", *, t_in: int = 10, t_out: int = 1
     """
     ds = open_dataset(ds)
     kind = _kind(ds)
-    cfg = ModelConfig(name=name, **hparams)
     if kind == "field":
         layout = field_layout(ds, variables)
         rep_in, rep_out = layout.reps(t_in), layout.reps(t_out)
     else:
         rep_in, rep_out = particle_reps(ds, predict_velocity)
-    name = _resolve_name(cfg, kind)
+    cfg = resolve_auto(model_config(name, hparams), kind)
+    name = model_name(cfg)
     _check_kind(name, kind, _source_of(ds))
     if kind == "field":
-        check_modes(name, cfg.modes, (ds.sizes["x"], ds.sizes["y"]), _source_of(ds))
-    return MODELS[name](cfg, rep_in, rep_out)
+        _check_window(cfg, (ds.sizes["x"], ds.sizes["y"]), _source_of(ds))
+    return build_core(cfg, rep_in, rep_out)
 
 
 def _source_of(ds) -> str:
@@ -303,14 +270,15 @@ def _particle_normalizers(rep_in, rep_out, train_set: ParticlePairs | None):
     return ins, outs
 
 
-def _resolve_name(model_cfg: ModelConfig, kind: str) -> str:
-    name = model_cfg.name
-    if name == "auto":
-        name = "fno" if kind == "field" else "mpnn"
-    if name not in MODELS:
-        raise ValueError(f"model.name: unknown model {name!r}; expected 'auto' or one of "
-                         f"{sorted(MODELS)}")
-    return name
+def _resolve_name(model_cfg, kind: str) -> str:
+    """The registered name of ``model_cfg``; ``"auto"`` is :data:`~.registry.AUTO_MODELS`."""
+    name = model_name(model_cfg)
+    return AUTO_MODELS[kind] if name == "auto" else name
+
+
+def _check_window(model_cfg, grid: tuple[int, int], source: str) -> None:
+    if hasattr(model_cfg, "modes"):
+        check_modes(model_name(model_cfg), model_cfg.modes, grid, source)
 
 
 def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
@@ -320,15 +288,17 @@ def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
     Raises
     ------
     ValueError
-        The model takes data of the other kind, or (when ``train_set`` gives the grid)
-        ``model.modes`` is too large for it; the message names model, data and bound.
+        The model takes data of the other kind, a setting of ``"auto"`` is not one of the
+        model it becomes, or (when ``train_set`` gives the grid) ``model.modes`` is too
+        large for it; the message names model, data and bound.
     """
     name = _resolve_name(cfg.model, kind)
     source = repr(cfg.data.train) if cfg.data.train else "the data"
     _check_kind(name, kind, source)
+    model_cfg = resolve_auto(cfg.model, kind)
+    train_set = getattr(train_set, "base", train_set)  # statistics of the data as it is
     if kind == "field" and train_set is not None:
-        check_modes(name, cfg.model.modes, (train_set.ds.sizes["x"], train_set.ds.sizes["y"]),
-                    source)
+        _check_window(model_cfg, (train_set.ds.sizes["x"], train_set.ds.sizes["y"]), source)
     if kind == "field":
         layout = layout or train_set.layout
         rep_in, rep_out = layout.reps(cfg.data.t_in), layout.reps(cfg.data.t_out)
@@ -340,7 +310,7 @@ def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
         if train_set is not None:
             rep_in, rep_out = train_set.rep_in, train_set.rep_out
         ins, outs = _particle_normalizers(rep_in, rep_out, train_set)
-    core = MODELS[name](cfg.model, rep_in, rep_out)
+    core = build_core(model_cfg, rep_in, rep_out)
     return NormalizedModel(core, ins, outs)
 
 
@@ -387,6 +357,9 @@ def _check_resume(cfg: ExperimentConfig) -> None:
         raise ValueError(f"resume: {path!r} lacks the experiment it was trained with "
                          "(meta['experiment']); expected a checkpoint written by train()")
     now = config_to_dict(cfg)
+    kind = ckpt["meta"].get("kind")
+    if kind in AUTO_MODELS:  # "auto" is stored as the model it became
+        now["model"] = model_to_dict(resolve_auto(cfg.model, kind))
 
     def same(section: str, key: str, a, b) -> bool:
         # a data path given relative once and absolute the next time is the same data
@@ -394,9 +367,12 @@ def _check_resume(cfg: ExperimentConfig) -> None:
             return os.path.realpath(a) == os.path.realpath(b)
         return a == b
 
-    diffs = [(f"{section}.{key}", stored.get(section, {}).get(key), value)
-             for section in ("data", "model") for key, value in now[section].items()
-             if not same(section, key, stored.get(section, {}).get(key), value)]
+    keys = {"data": list(now["data"]),
+            "model": list(now["model"]) + [k for k in stored.get("model", {})
+                                           if k not in now["model"]]}
+    diffs = [(f"{section}.{key}", stored.get(section, {}).get(key), now[section].get(key))
+             for section in ("data", "model") for key in keys[section]
+             if not same(section, key, stored.get(section, {}).get(key), now[section].get(key))]
     diffs += [(f"train.{k}", a, b) for k, a, b in resume_changes(ckpt["config"], cfg.train)
               if k not in RESUME_APPLIED]
     if diffs:
@@ -434,6 +410,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Calla
     if resume and not overwrite:
         _check_resume(cfg)
     kind, train_set, valid_ds, valid_idx = make_datasets(cfg)
+    cfg = dataclasses.replace(cfg, model=resolve_auto(cfg.model, kind))  # stored as built
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, kind, train_set)
     d = cfg.data
@@ -499,7 +476,7 @@ def _first_reps(reps) -> Reps:
 
 
 def _check_expected(path, stored: dict, name: str | None, rep_in, rep_out) -> None:
-    if name is not None and stored.get("name") != name:
+    if name is not None and stored.get("name") != get_model(name).name:
         raise ValueError(f"checkpoint: {path!r} holds a {stored.get('name')!r} model "
                          f"({stored.get('class')}); expected {name!r}")
     for label, want in (("rep_in", rep_in), ("rep_out", rep_out)):
@@ -521,7 +498,7 @@ def load_model(path, name: str | None = None, rep_in=None, rep_out=None) -> Load
     path : str
         A checkpoint written by :func:`train`.
     name : str, optional
-        Expected model name (a key of :data:`MODELS`).
+        Expected model name (of :data:`~.registry.REGISTRY`; display names are accepted).
     rep_in, rep_out : Reps or tuple of Reps, optional
         Expected types of the model's inputs/outputs (as the core model declares them).
 

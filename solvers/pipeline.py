@@ -30,13 +30,14 @@ import xarray as xr
 import zarr
 
 from grepsnet_sciml._atomic import atomic_path
+from grepsnet_sciml.datasets.contract import DatasetSpec
 
 from . import plots
 from .data import field_trajectories, open_dataset
 from .diagnostics import field_elements, field_transform, particle_transform, symmetry_consistency
 from .evaluate import evaluate_fields, evaluate_particles
 from .experiment import LoadedModel, _resolve_name, check_modes, load_model
-from .reference import dataset_config, navier_stokes_solver, particle_solver
+from .reference import navier_stokes_solver, particle_solver
 from .rollout import ROLLOUT_MARKER, RolloutResult, guard_report, rollout
 
 __all__ = ["JobConfig", "initial_states", "rollout_job", "evaluate_job", "diagnose_job",
@@ -192,7 +193,8 @@ def initial_states(loaded: LoadedModel, ds, job: JobConfig):
     idx = _samples(ds, job.n_samples)
     cfg = loaded.config
     name = _resolve_name(cfg.model, loaded.kind)
-    data_kind = ds.attrs.get("kind")
+    spec = DatasetSpec.from_dataset(ds)
+    data_kind = spec.kind
     if data_kind != loaded.kind:
         raise ValueError(
             f"data: {job.data!r} holds {data_kind} data (attrs['kind'] = {data_kind!r}), but "
@@ -205,7 +207,7 @@ def initial_states(loaded: LoadedModel, ds, job: JobConfig):
             raise ValueError(f"start: frames {job.start}..{job.start + t_in - 1} exceed the "
                              f"{ds.sizes['time']} frames of the data")
         frames = field_trajectories(ds, loaded.layout, idx, slice(job.start, job.start + t_in))
-        step_time = float(dataset_config(ds).get("record_every", 1.0))
+        step_time = float(spec.config.get("record_every", 1.0))
         return frames, step_time, navier_stokes_solver(ds, loaded.layout)
     if job.start >= ds.sizes["time"]:
         raise ValueError(f"start: frame {job.start} exceeds the {ds.sizes['time']} frames")
@@ -254,7 +256,7 @@ def evaluate_job(job: JobConfig, name: str = "surrogate") -> xr.Dataset:
         plots.plot_snapshots(ev, os.path.join(job.out_dir, "snapshots"))
         plots.plot_spectra(ev, os.path.join(job.out_dir, "spectra"))
     else:
-        eps = float(dataset_config(ds).get("softening") or 0.0)
+        eps = float(DatasetSpec.from_dataset(ds).config.get("softening") or 0.0)
         ev = evaluate_particles({name: result.states}, truth, state[2], initial=state[:2],
                                 times=times, softening=eps)
         plots.plot_error_vs_time(ev, os.path.join(job.out_dir, "error_vs_time"))

@@ -1,6 +1,7 @@
 """The numerical solvers behind a generated dataset, as ``solver(initial_state, n_steps)``.
 
-Each factory reads a dataset's ``attrs["config"]`` and returns a callable with the calling
+Each factory reads a dataset's generator config (:attr:`DatasetSpec.config
+<grepsnet_sciml.datasets.contract.DatasetSpec.config>`) and returns a callable with the calling
 convention of :func:`~.rollout.rollout`, so learned and true trajectories can be produced
 from the same state (:func:`~.rollout.solver_rollout`):
 
@@ -16,27 +17,28 @@ from the same state (:func:`~.rollout.solver_rollout`):
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 
-from .data import FieldLayout, check_dataset, open_dataset
+from grepsnet_sciml.datasets.contract import DatasetSpec
+
+from .data import PARTICLE_VARIABLES, FieldLayout, open_dataset
 
 __all__ = ["navier_stokes_solver", "particle_solver", "dataset_config"]
 
 
 def dataset_config(ds) -> dict:
-    """The generator config stored in ``attrs["config"]`` (JSON)."""
-    raw = ds.attrs.get("config")
-    source = ds.attrs.get("_source", "dataset")
-    if raw is None:
-        raise ValueError(f"{source}: attribute 'config' is missing; expected the generator "
-                         "config as JSON")
-    try:
-        return json.loads(raw) if isinstance(raw, str) else dict(raw)
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise ValueError(f"{source}: attribute 'config' is not JSON: {raw!r}") from err
+    """The generator config of ``ds`` (:attr:`DatasetSpec.config`, a copy)."""
+    return dict(DatasetSpec.from_dataset(ds).config)
+
+
+def _solver_config(spec: DatasetSpec, keys: tuple[str, ...]) -> dict:
+    """``spec.config``, with a ValueError naming the entries the solver needs but misses."""
+    missing = [k for k in keys if k not in spec.config]
+    if missing:
+        raise ValueError(f"{spec.source}: attrs['config'] lacks {missing}; expected the "
+                         f"generator config with {list(keys)} to rerun the solver")
+    return dict(spec.config)
 
 
 def navier_stokes_solver(ds, layout: FieldLayout, progress: bool = False):
@@ -52,8 +54,9 @@ def navier_stokes_solver(ds, layout: FieldLayout, progress: bool = False):
     from grepsnet_sciml.datasets import navier_stokes
 
     ds = open_dataset(ds)
-    check_dataset(ds, "field", layout.variables)
-    cfg = dataset_config(ds)
+    spec = DatasetSpec.from_dataset(ds)
+    spec.require(ds, "field", layout.variables)
+    cfg = _solver_config(spec, ("viscosity", "forcing", "record_every"))
     if layout.variables[0] != "vorticity":
         raise ValueError(f"layout: the solver state is the vorticity; expected it first, got "
                          f"{layout.variables}")
@@ -93,8 +96,9 @@ def particle_solver(ds, delta: int):
     from grepsnet_sciml.datasets import charged_particles
 
     ds = open_dataset(ds)
-    check_dataset(ds, "particles", ("position", "velocity", "charge"))
-    cfg = dataset_config(ds)
+    spec = DatasetSpec.from_dataset(ds)
+    spec.require(ds, "particles", PARTICLE_VARIABLES)
+    cfg = _solver_config(spec, ("record_every", "dt"))
     preset = cfg.get("preset", "egnn")
     steps = int(delta) * int(cfg["record_every"])
     softening = cfg.get("softening") if preset == "clean" else None

@@ -54,7 +54,7 @@ RUN_MARKER = "grepsnet-run.json"
 RUN_FILES = (RUN_MARKER, "last.pt", "best.pt", "metrics.jsonl")
 """Every file a training run writes (plus temporary ``.<name>.*.tmp`` siblings)."""
 RESUME_APPLIED = ("epochs", "lr", "weight_decay", "grad_clip", "time_budget_s", "progress",
-                  "device")
+                  "device", "valid_every")
 """Settings of :class:`TrainConfig` a resumed run may change: they are applied from then on.
 The others (``batch_size``, ``optimizer``, ``loss``, ``schedule``, ``seed``) define the run
 and a resume that changes them is refused."""
@@ -94,13 +94,20 @@ class TrainConfig:
     time_budget_s : float
         Wall-clock budget of the run in seconds (0: none). Training stops at the first
         epoch boundary at or past the budget (the epoch in progress always finishes) and
-        that epoch's metrics row gets ``"stopped": "time_budget"``. The time counted is
-        wall time of the epochs (validation included) of every ``fit`` of the run,
-        ``elapsed`` in the metrics: it is stored in checkpoints, so a
+        that epoch's metrics row gets ``"stopped": "time_budget"``. The time counted is the
+        wall time of the training steps of every ``fit`` of the run (validation excluded, so
+        models whose validation costs differ get the same training time), ``elapsed`` in
+        the metrics: it is stored in checkpoints, so a
         resumed run goes on counting from where it stopped (resuming a run that used up
         its budget trains no further epochs unless the budget is raised). With the cosine
         schedule the learning rate then never reaches 0; use ``"constant"`` for
         budget-bounded protocols.
+    valid_every : int
+        Evaluation cadence in epochs: ``valid_fn`` runs after epochs ``valid_every``,
+        ``2 valid_every``, ... and after the run's last epoch (``epochs`` reached or the time
+        budget spent), so a run of ``E`` epochs validates ``ceil(E / valid_every)`` times;
+        ``best`` is chosen among those epochs. Metrics rows of the other epochs have no
+        ``valid_error``. 1 (default): every epoch.
     """
 
     out_dir: str = "runs/train"
@@ -116,9 +123,10 @@ class TrainConfig:
     device: str = "auto"
     schedule: str = "cosine"
     time_budget_s: float = 0.0
+    valid_every: int = 1
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "valid_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
@@ -295,8 +303,10 @@ def resume_changes(stored: dict, config: TrainConfig) -> list[tuple[str, object,
     a checkpoint.
     """
     now = dataclasses.asdict(config)
-    return [(k, stored.get(k), v) for k, v in now.items()
-            if k != "out_dir" and stored.get(k) != v]
+    # a setting added after the checkpoint was written had its default value then
+    added = {"valid_every": 1}
+    return [(k, stored.get(k, added.get(k)), v) for k, v in now.items()
+            if k != "out_dir" and stored.get(k, added.get(k)) != v]
 
 
 def _as_tuple(x):
@@ -578,11 +588,16 @@ class Trainer:
                    "lr": self.scheduler.get_last_lr()[0],
                    "seconds": time.perf_counter() - start}
             score = row["train_loss"]
+            last = self.epoch == cfg.epochs or (
+                bool(budget) and self.elapsed + row["seconds"] >= budget)
+            validate = self.valid_fn is not None and (self.epoch % cfg.valid_every == 0 or last)
             if self.valid_fn is not None:
+                score = math.nan  # no validation this epoch: best stays
+            if validate:
                 self.model.eval()
                 score = self._broadcast(self.valid_fn(self.model) if main else 0.0)
                 row["valid_error"] = score
-            self.elapsed += time.perf_counter() - start
+            self.elapsed += row["seconds"]  # training time only: validation is not charged
             row["elapsed"] = self.elapsed
             stop = bool(budget) and self.elapsed >= budget and self.epoch < cfg.epochs
             if stop:

@@ -38,8 +38,9 @@ def test_bench_ns_forwards_its_options(monkeypatch, tmp_path, capsys):
 def test_bench_nbody_forwards_only_given_overrides(monkeypatch, tmp_path, capsys):
     calls = {}
 
-    def fake_run(protocol, cache, out_dir, **overrides):
-        calls.update(protocol=protocol, cache=cache, out=out_dir, overrides=overrides)
+    def fake_run(protocol, cache, out_dir, data, **overrides):
+        calls.update(protocol=protocol, cache=cache, out=out_dir, data=data,
+                     overrides=overrides)
         return {}
 
     monkeypatch.setattr(nbody, "run", fake_run)
@@ -47,9 +48,24 @@ def test_bench_nbody_forwards_only_given_overrides(monkeypatch, tmp_path, capsys
     assert main(["bench", "nbody", "--protocol", "smoke", "--budget", "12.5", "--seeds", "1,2",
                  "--no-rollout", "--out", str(tmp_path)]) == 0
     assert calls["protocol"] == "smoke" and calls["out"] == tmp_path
-    assert calls["cache"] == nbody.CACHE
+    assert calls["cache"] == nbody.CACHE and calls["data"] is None
     assert calls["overrides"] == {"budget_s": 12.5, "seeds": (1, 2), "rollout": False}
     assert "TABLE" in capsys.readouterr().out
+    # the EGNN protocol on the user's files: fixed epochs (no budget) and a cadence
+    assert main(["bench", "nbody", "--data", str(tmp_path), "--epochs", "40",
+                 "--eval-every", "5"]) == 0
+    assert calls["data"] == tmp_path
+    assert calls["overrides"] == {"max_epochs": 40, "eval_every": 5, "budget_s": None}
+    assert main(["bench", "nbody", "--epochs", "40", "--budget", "60"]) == 0
+    assert calls["overrides"] == {"max_epochs": 40, "budget_s": 60.0}
+
+
+def test_bench_nbody_reports_a_bad_data_folder(tmp_path, capsys):
+    assert main(["bench", "nbody", "--data", str(tmp_path / "nowhere"), "--no-rollout",
+                 "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]) != 0
+    assert "nowhere' does not exist; expected a folder of EGNN .npy files" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -60,6 +76,7 @@ def test_bench_nbody_forwards_only_given_overrides(monkeypatch, tmp_path, capsys
     (["nbody", "--budget", "-5"], "expected a positive number of seconds, got '-5'"),
     (["nbody", "--budget", "inf"], "expected a positive number of seconds, got 'inf'"),
     (["nbody", "--epochs", "x"], "expected a positive integer, got 'x'"),
+    (["nbody", "--eval-every", "0"], "expected a positive integer, got '0'"),
 ])
 def test_bench_rejects_bad_options(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

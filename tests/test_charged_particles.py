@@ -237,7 +237,8 @@ def test_attrs_follow_the_data_contract():
     assert json.loads(ds.attrs["representations"]) == {"position": "T1", "velocity": "T1",
                                                        "charge": "T0"}
     symmetry = json.loads(ds.attrs["symmetry"])
-    assert symmetry["group"] == "E(3) x S_n" and symmetry["exact"] is True
+    assert symmetry["group"] == "O(3)" and symmetry["exact"] is True
+    assert symmetry["translations"] is True and symmetry["elements"] == []
     config = json.loads(ds.attrs["config"])
     assert config["preset"] == "clean" and config["softening"] == 0.1 and config["seed"] == 9
     assert ds.attrs["seed"] == 9

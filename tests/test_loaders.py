@@ -9,6 +9,7 @@ import scipy.io
 import xarray as xr
 
 from grepsnet_sciml.datasets import charged_particles, navier_stokes
+from grepsnet_sciml.datasets.contract import DatasetSpec
 from grepsnet_sciml.datasets.loaders import load_egnn_npy, load_fno_mat
 from grepsnet_sciml.datasets.storage import open_dataset, validate_dataset, write_dataset
 
@@ -67,7 +68,9 @@ def test_fno_mat_round_trip(tmp_path, version, forcing, group):
     np.testing.assert_array_equal(ds.x.values, np.arange(N) / N)
     assert ds.attrs["group"] == group
     assert json.loads(ds.attrs["representations"])["vorticity"] == "T0p"
-    assert json.loads(ds.attrs["symmetry"]) == navier_stokes.symmetry_declaration(forcing, "fno")
+    spec = DatasetSpec.from_dataset(ds)
+    assert spec == navier_stokes.dataset_spec(forcing, "fno", spec.config, spec.metadata)
+    assert spec.exact is False and spec.metadata["source"] == str(path)
     config = json.loads(ds.attrs["config"])
     assert config["viscosity"] == 1e-4 and config["forcing"] == forcing
     if version == "v7.3":
@@ -146,6 +149,12 @@ def test_fno_mat_bad_input(tmp_path):
     scipy.io.savemat(tmp_path / "bad_a.mat", {"a": a[:, :4], "u": u, "t": t})
     with pytest.raises(ValueError, match="variable 'a' has shape"):
         load_fno_mat(tmp_path / "bad_a.mat", forcing="fno")
+    scipy.io.savemat(tmp_path / "n6.mat", {"u": u[:, :6, :6], "t": t})
+    with pytest.raises(ValueError, match=r"n6.mat: the 'symmetric' forcing's declared symmetry: "
+                       r"element 'm': shift \[0.25, 0.25\] is not a whole number of cells on "
+                       r"the 6 x 6 grid; expected N divisible by 4"):
+        load_fno_mat(tmp_path / "n6.mat", forcing="symmetric")
+    assert load_fno_mat(tmp_path / "n6.mat", forcing=None).sizes["x"] == 6  # no shifts
 
 
 def test_egnn_npy_files_load_into_the_particle_form(tmp_path):

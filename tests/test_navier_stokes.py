@@ -13,7 +13,8 @@ import xarray as xr
 from grepsnet_sciml import Reps
 from grepsnet_sciml.datasets import navier_stokes as ns
 from grepsnet_sciml.datasets._ns_spectral import gaussian_random_field
-from grepsnet_sciml.groups import group_from_string
+from grepsnet_sciml.datasets.contract import DatasetSpec, SymmetryElement
+from grepsnet_sciml.groups import D4, group_from_string
 
 _ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = next(
@@ -103,38 +104,42 @@ def _symmetry_run(name, w0, velocity=True):
 def test_declared_symmetries_commute_with_the_solver(name):
     w0 = 3 * gaussian_random_field(2, 32, seed=11)
     base = _symmetry_run(name, w0)
-    declaration = json.loads(base.attrs["symmetry"])
-    assert declaration["group"] == base.attrs["group"] == {"ns": "D2('diagonal')",
-                                                          "ns-sym": "D4()"}[name]
-    assert declaration["exact"] is True
-    group = group_from_string(base.attrs["group"])
-    assert len(declaration["elements"]) == group.order
+    spec = DatasetSpec.from_dataset(base)
+    assert repr(spec.group) == base.attrs["group"] == {"ns": "D2('diagonal')",
+                                                      "ns-sym": "D4()"}[name]
+    assert spec.exact is True and spec.translations is False
+    assert len(spec.elements) == spec.group.order
+    assert any(e.det < 0 and any(e.shift) for e in spec.elements)  # shifted reflections
     w = torch.from_numpy(base.vorticity.values)
     u = torch.from_numpy(base.velocity.values)
-    for element in declaration["elements"]:
-        moved = _symmetry_run(name, ns.act_symmetry(w0, element))
-        err_w = _rel(moved.vorticity.values, ns.act_symmetry(w, element))
-        err_u = _rel(moved.velocity.values, ns.act_symmetry(u, element, kind="velocity"))
-        assert err_w < 1e-10 and err_u < 1e-10, (element["name"], err_w, err_u)
+    for element in spec.elements:  # each acts through Reps.act: T0p vorticity, T1 velocity
+        moved = _symmetry_run(name, spec.act(element, "vorticity", w0))
+        err_w = _rel(moved.vorticity.values, spec.act(element, "vorticity", w))
+        err_u = _rel(moved.velocity.values, spec.act(element, "velocity", u))
+        assert err_w < 1e-10 and err_u < 1e-10, (element.name, err_w, err_u)
 
 
 @pytest.mark.parametrize(
-    "name, element",
+    "name, element, kind",
     [
         # NS-Sym: a reflection without its (1/4, 1/4) shift
-        ("ns-sym", {"name": "m", "matrix": [[1, 0], [0, -1]], "shift": [0, 0], "negate": True}),
+        ("ns-sym", SymmetryElement("m", ((1, 0), (0, -1)), (0, 0)), "T0p"),
         # NS-Sym: a reflection with the shift but vorticity treated as a true scalar
-        ("ns-sym", {"name": "m", "matrix": [[1, 0], [0, -1]], "shift": [0.25, 0.25],
-                    "negate": False}),
+        ("ns-sym", SymmetryElement("m", ((1, 0), (0, -1)), (0.25, 0.25)), "T0"),
         # NS: the 90-degree rotation is no symmetry of the fno forcing
-        ("ns", {"name": "r", "matrix": [[0, -1], [1, 0]], "shift": [0, 0], "negate": False}),
+        ("ns", SymmetryElement("r", ((0, -1), (1, 0)), (0, 0)), "T0p"),
     ],
 )
-def test_non_symmetries_do_not_hold(name, element):
+def test_non_symmetries_do_not_hold(name, element, kind):
+    reps = Reps(kind, D4())
+
+    def act(w):
+        return element.act(reps, w.reshape(-1, 1, *w.shape[-2:])).reshape(w.shape)
+
     w0 = 3 * gaussian_random_field(1, 32, seed=11)
     base = torch.from_numpy(_symmetry_run(name, w0, velocity=False).vorticity.values)
-    moved = _symmetry_run(name, ns.act_symmetry(w0, element), velocity=False)
-    assert _rel(moved.vorticity.values[:, 1:], ns.act_symmetry(base, element)[:, 1:]) > 1e-3
+    moved = _symmetry_run(name, act(w0), velocity=False)
+    assert _rel(moved.vorticity.values[:, 1:], act(base)[:, 1:]) > 1e-3
 
 
 def _spectral_fields(w, n):
@@ -244,6 +249,8 @@ def test_attrs_round_trip_through_json():
     symmetry = json.loads(attrs["symmetry"])
     names = [e["name"] for e in symmetry["elements"]]
     assert names == group.element_names
+    assert all(set(e) == {"name", "matrix", "shift"} for e in symmetry["elements"])  # no negate
+    assert DatasetSpec.from_dataset(ds).to_attrs() == attrs
     assert ds.vorticity.attrs["units"] and ds.vorticity.attrs["long_name"]
     assert ds.velocity.dims == ("sample", "time", "x", "y", "component")
     assert ds.attrs["solver_version"] == ns.SOLVER_VERSION
@@ -318,16 +325,17 @@ def test_fno_scheme_breaks_grid_symmetry_only_through_nyquist_modes():
     the Nyquist modes of the initial field zeroed it commutes to round-off."""
     n = 32
     w0 = gaussian_random_field(1, n, seed=9)
-    rotation = json.loads(ns.generate(
+    spec = DatasetSpec.from_dataset(ns.generate(
         1, resolution=n, scheme="fno", t_final=1e-3, record_every=1e-3, progress=False,
-    ).attrs["symmetry"])
-    assert rotation["exact"] is False
-    element = rotation["elements"][1]  # r: rotation by 90 degrees, no shift
+    ))
+    assert spec.exact is False
+    element = spec.elements[1]  # r: rotation by 90 degrees, no shift
+    assert element.name == "r" and element.shift == (0.0, 0.0)
     solver = ns.NavierStokes2D(n, 1e-4, "symmetric", scheme="fno")
 
     def error(w):
-        moved = solver.advance(ns.act_symmetry(w, element), 0.02)
-        return _rel(moved, ns.act_symmetry(solver.advance(w, 0.02), element))
+        moved = solver.advance(spec.act(element, "vorticity", w), 0.02)
+        return _rel(moved, spec.act(element, "vorticity", solver.advance(w, 0.02)))
 
     nyquist = torch.ones(n, n)
     nyquist[n // 2, :] = 0

@@ -8,14 +8,18 @@ from test_solvers_data import toy_field_dataset, toy_particle_dataset
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml.cli import main
-from grepsnet_sciml.groups import D4, O
+from grepsnet_sciml.groups import C4, D4, O
 from grepsnet_sciml.solvers.config import config_from_dict
-from grepsnet_sciml.solvers.experiment import MODELS, load_model, model_from_dataset, train
+from grepsnet_sciml.solvers.experiment import load_model, model_from_dataset, train
+from grepsnet_sciml.solvers.registry import REGISTRY, EGNNConfig, model_name
 from grepsnet_sciml.solvers.rollout import rollout
 from grepsnet_sciml.solvers.trainer import TrainConfig, load_checkpoint, save_atomic
 from grepsnet_sciml.testing import FLOAT32_RTOL, assert_equivariant
 
-FIELD_MODELS = ("grepsfno", "gfno-p4", "gfno-p4m")
+FIELD_MODELS = {"grepsfno": Reps("2xT0p", D4()), "grepsfno-c4": Reps("2xT0p", C4()),
+                "gfno-p4": Reps("2xT0", C4()), "gfno-p4m-pseudo": Reps("2xT0p", D4())}
+"""Field models equivariant for the toy data's pseudo-scalar vorticity, with their rep_in
+(over C4 a scalar and a pseudo-scalar transform alike)."""
 PARTICLE_MODELS = ("grepsnbody", "egnn")
 
 
@@ -53,14 +57,17 @@ def _particle_config(name, data, out, **train):
 
 
 def test_every_model_is_registered():
-    assert set(FIELD_MODELS + PARTICLE_MODELS) | {"fno", "mpnn"} <= set(MODELS)
+    assert set(REGISTRY) == {"fno", "fno-aug", "grepsfno", "grepsfno-c4", "gfno-p4", "gfno-p4m",
+                             "gfno-p4m-pseudo", "mpnn", "grepsnbody", "egnn"}
+    assert {n: e.kind for n, e in REGISTRY.items() if e.kind == "particles"} == {
+        "mpnn": "particles", "grepsnbody": "particles", "egnn": "particles"}
 
 
 def _train_and_reload(cfg):
     trainer, history = train(cfg)
     assert len(history) == cfg.train.epochs
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in history)
-    loaded = load_model(f"{cfg.train.out_dir}/last.pt", name=cfg.model.name)
+    loaded = load_model(f"{cfg.train.out_dir}/last.pt", name=model_name(cfg.model))
     assert type(loaded.model.core) is type(trainer.model.core)
     return trainer.model.eval(), loaded
 
@@ -75,7 +82,7 @@ def test_field_model_trains_reloads_and_stays_equivariant(name, field_data, tmp_
     assert loaded.model.in_norms[0].scale.item() != 1
     report = assert_equivariant(loaded.model, inputs=x, dtype=torch.float32)
     group = loaded.model.rep_in.group
-    assert group == (D4() if name != "gfno-p4" else group) and group.order >= 4
+    assert loaded.model.rep_in == FIELD_MODELS[name]
     assert len(report.rows) >= group.order and report.max_error < FLOAT32_RTOL
     # autoregressive rollout of the reloaded model commutes with the group
     frames = torch.randn(2, 2, 1, 12, 12)
@@ -151,9 +158,23 @@ def test_models_reject_data_of_the_wrong_kind(tmp_path):
     with pytest.raises(ValueError, match=r"model.name: unknown model 'gfno'"):
         model_from_dataset(fields, "gfno", t_in=2)
     with pytest.raises(ValueError, match=r"'egnn' maps \(positions T1"):
-        MODELS["egnn"](config_from_dict({}).model, Reps("2xT0p", D4()), Reps("T0p", D4()))
-    with pytest.raises(ValueError, match="model.width: expected an integer >= 0"):
+        REGISTRY["egnn"].builder(EGNNConfig(), Reps("2xT0p", D4()), Reps("T0p", D4()))
+    with pytest.raises(ValueError, match="model.width: FNOConfig expects a positive number, "
+                                         "got -1"):
         config_from_dict({"model": {"width": -1}})
+    with pytest.raises(ValueError, match=r"'grepsfno-c4' works over C4\(\), which is not a "
+                                         r"subgroup of the data's group D1\('x'\)"):
+        model_from_dataset(fields.assign_attrs(group="D1('x')"), "grepsfno-c4", t_in=2,
+                           modes=2, width=1, n_layers=1)
+
+
+def test_gfno_p4m_takes_frames_as_scalars_and_its_pseudo_variant_as_pseudo_scalars():
+    fields = toy_field_dataset(n_samples=1, n_time=3, n=8)
+    scalar = model_from_dataset(fields, "GFNO-p4m", t_in=2, modes=2, width=1, n_layers=1)
+    pseudo = model_from_dataset(fields, "gfno-p4m-pseudo", t_in=2, modes=2, width=1,
+                                n_layers=1)
+    assert (scalar.vorticity, scalar.rep_in) == ("scalar", Reps("2xT0", D4()))
+    assert (pseudo.vorticity, pseudo.rep_in) == ("pseudoscalar", Reps("2xT0p", D4()))
 
 
 def test_trainer_constant_schedule_and_time_budget(field_data, tmp_path):

@@ -2,6 +2,7 @@
 unreadable or unsafe checkpoints, wrong data and unwritable folders are clear errors;
 outputs get the user's umask."""
 
+import dataclasses
 import json
 import os
 import pickle
@@ -16,6 +17,7 @@ from grepsnet_sciml.solvers.config import config_from_dict
 from grepsnet_sciml.solvers.experiment import load_model, train
 from grepsnet_sciml.solvers.pipeline import JobConfig, evaluate_job, evaluation_summary
 from grepsnet_sciml.solvers.plots import plot_error_vs_time
+from grepsnet_sciml.solvers.registry import get_model
 from grepsnet_sciml.solvers.trainer import RUN_MARKER, load_checkpoint, save_atomic
 
 
@@ -28,6 +30,9 @@ def _config(data, out, **changes):
     }
     for dotted, value in changes.items():
         section, key = dotted.split("__")
+        if (section, key) == ("model", "name"):  # keep only the fields that model has
+            fields = {f.name for f in dataclasses.fields(get_model(value).config)}
+            values["model"] = {k: v for k, v in values["model"].items() if k in fields}
         values[section][key] = value
     return config_from_dict(values)
 

@@ -51,7 +51,7 @@ def toy_field_dataset(n_samples=4, n_time=8, n=16, seed=0, velocity=False, dt=1.
         reps["velocity"] = "T1"
     return xr.Dataset(data, coords=coords, attrs={
         "kind": "field", "group": "D4()", "representations": json.dumps(reps),
-        "symmetry": "[]", "config": json.dumps({"viscosity": HEAT_NU}), "seed": seed})
+        "symmetry": "{}", "config": json.dumps({"viscosity": HEAT_NU}), "seed": seed})
 
 
 def toy_particle_dataset(n_samples=6, n_time=12, n_particles=5, seed=0, dt=0.1):
@@ -152,11 +152,11 @@ def test_wrong_kind_missing_variable_and_attrs_are_named(tmp_path):
         field_layout(fields, ["velocity"])
     no_group = fields.copy()
     no_group.attrs = {k: v for k, v in fields.attrs.items() if k != "group"}
-    with pytest.raises(ValueError, match="attribute 'group' is missing"):
+    with pytest.raises(ValueError, match="missing 'group' attribute"):
         FieldWindows(no_group, t_in=2)
     no_reps = fields.copy()
     no_reps.attrs = {k: v for k, v in fields.attrs.items() if k != "representations"}
-    with pytest.raises(ValueError, match="attribute 'representations' is missing"):
+    with pytest.raises(ValueError, match="missing 'representations' attribute"):
         FieldWindows(no_reps, t_in=2)
     with pytest.raises(ValueError, match="t_in: expected a positive integer, got 0"):
         FieldWindows(fields, t_in=0)

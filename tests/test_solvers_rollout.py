@@ -9,11 +9,11 @@ import torch
 import xarray as xr
 from test_solvers_data import heat_step, toy_field_dataset, toy_particle_dataset
 
+from grepsnet_sciml.datasets.contract import group_elements
 from grepsnet_sciml.groups import D4
 from grepsnet_sciml.solvers.data import FieldLayout, field_layout, field_trajectories
 from grepsnet_sciml.solvers.diagnostics import (
     field_elements,
-    field_elements_from_group,
     field_transform,
     particle_transform,
     symmetry_consistency,
@@ -289,7 +289,8 @@ def test_symmetry_consistency_solver_exact_model_not(tmp_path):
     layout = field_layout(ds)
     frames = field_trajectories(ds, layout, dtype=torch.float64)
     elements = field_elements(ds)  # no element list: D4 with zero shifts
-    assert [e["name"] for e in elements] == D4().element_names
+    assert [e.name for e in elements] == D4().element_names
+    assert all(e.shift == (0.0, 0.0) for e in elements)
     torch.manual_seed(0)
     from grepsnet_sciml.models.baselines import FNOBaseline
 
@@ -305,7 +306,7 @@ def test_symmetry_consistency_solver_exact_model_not(tmp_path):
     assert float(diag.equivariance_error.sel(model="fno", element="e").max()) == 0.0
     assert float(diag.transformed_error.sel(model="solver").max()) < 1e-12
     # shifted elements: a heat flow also commutes with the shift of an NS-Sym reflection
-    shifted = [dict(e, shift=[0.25, 0.25]) for e in field_elements_from_group(D4())]
+    shifted = group_elements(D4(), dict.fromkeys(D4().element_names, (0.25, 0.25)))
     diag2 = symmetry_consistency({"solver": heat_solver}, frames[:, :2], 3,
                                  field_transform(layout, shifted))
     assert float(diag2.equivariance_error.max()) < 1e-12

@@ -1,6 +1,7 @@
 """Trainer: metrics, checkpoints, exact resume after SIGKILL, NaN guard, DDP, configs."""
 
 import json
+import math
 import os
 import signal
 import socket
@@ -154,6 +155,27 @@ def test_particle_training_and_reload(tmp_path):
     with torch.no_grad():
         for a, b in zip(loaded.model(x, v, q), trainer.model.eval()(x, v, q)):
             assert torch.equal(a, b)
+
+
+def test_valid_every_sets_the_evaluation_cadence(tmp_path):
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3), torch.randn(8, 1))
+    calls = []
+
+    def valid_fn(model):  # improves at every call, so best follows the validated epochs
+        calls.append(trainer.epoch)
+        return 1.0 / len(calls)
+
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), epochs=7, batch_size=4, progress=False,
+                      device="cpu", valid_every=3)
+    trainer = Trainer(torch.nn.Linear(3, 1), data, cfg, valid_fn=valid_fn)
+    history = trainer.fit()
+    assert calls == [3, 6, 7]  # every 3rd epoch and the last one
+    assert [("valid_error" in r) for r in history] == [False, False, True, False, False, True,
+                                                        True]
+    assert [r["best"] for r in history] == [math.inf] * 2 + [1.0] * 3 + [0.5, 1 / 3]
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 7
+    with pytest.raises(ValueError, match="valid_every: expected a positive integer, got 0"):
+        TrainConfig(valid_every=0)
 
 
 def test_trainer_bad_input(tmp_path):

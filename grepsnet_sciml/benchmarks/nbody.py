@@ -5,72 +5,107 @@ Usage (``benchmarks/nbody.py`` takes the same options)::
     grepsnet bench nbody --protocol quick [--budget 900] [--seeds 0] [--threads 2]
     grepsnet bench nbody --protocol paper            # 10000 epochs, 3 seeds, GPU
     grepsnet bench nbody --protocol smoke            # minutes, end-to-end check
+    grepsnet bench nbody --data DIR --epochs 1000 --eval-every 5   # the user's .npy files
+
+This module holds only the protocol: its settings, the model list and the summary table.
+Everything else is the solvers pipeline: data are generated with
+:func:`grepsnet_sciml.datasets.splits.generate_splits` into zarr split directories under
+``--cache`` (resumable; found again on the next run) or read from the user's EGNN ``.npy``
+files (:func:`grepsnet_sciml.datasets.charged_particles.load_egnn_npy`); pairs come from
+:class:`~grepsnet_sciml.solvers.data.ParticlePairs`, training is
+:class:`~grepsnet_sciml.solvers.trainer.Trainer`, predictions are
+:func:`~grepsnet_sciml.solvers.rollout.rollout` and errors
+:func:`~grepsnet_sciml.solvers.evaluate.evaluate`.
 
 Data: the ``egnn`` preset of :mod:`grepsnet_sciml.datasets.charged_particles` (seed 43, the
 stream ordered train 10000 / valid 2000 / test 2000; the first 3000 training trajectories
-are used), input frame 30, target frame 40 (1000 steps later); generated once and cached as
-``.npz`` under ``--cache``. Training: Adam (lr 5e-4, weight decay 1e-12), batch 100, MSE on
-absolute positions, constant learning rate; the validation MSE is computed every epoch and
-the test MSE reported at the best-validation epoch, as in EGNN's ``main_nbody.py``.
+are used), input frame 30, target frame 40 (1000 steps later). With ``data`` (``--data
+DIR``) the first ``n_train`` / ``n_valid`` / ``n_test`` trajectories of the EGNN files
+``{loc,vel,charges[,edges]}_{train,valid,test}_<suffix>.npy`` in ``DIR`` are used instead
+(the EGNN repository's ``charged5_initvel1small`` files hold 10000 / 2000 / 2000); the
+results record the folder and the sha256 of every file read. Training: Adam (lr 5e-4,
+weight decay 1e-12), batch 100, MSE on absolute positions, constant learning rate, global
+gradient norm clipped at ``grad_clip`` (1.0; without it GRepsNBody's loss overflowed to NaN
+after about 340 epochs in a 15-minute run); the validation MSE is computed every
+``eval_every`` epochs (and after the last one) and the test MSE reported at the
+best-validation epoch, as in EGNN's ``main_nbody.py`` (``--test_interval``).
 
 Protocols
 ---------
 ``quick``
-    Each model trains for the same wall-clock budget (training steps only; 15 minutes by
-    default, on ``--threads`` torch threads). The "equal epochs" column is the
-    best-validation test MSE within the first ``E`` epochs of each run, ``E`` the fewest
-    epochs any model completed (the learning rate is constant, so this equals training for
-    ``E`` epochs).
+    Each model trains for the same wall-clock budget (the trainer's ``time_budget_s``:
+    training and validation; 15 minutes by default, on ``--threads`` torch threads),
+    validating every epoch. The "equal epochs" column is the best-validation test MSE
+    within the first ``E`` epochs of each run, ``E`` the fewest epochs any model completed
+    (the learning rate is constant, so this equals training for ``E`` epochs).
 ``paper``
-    EGNN's protocol: 10000 epochs, 3 seeds, no time limit (sized for one GPU).
+    EGNN's protocol: 10000 epochs, validation every 5, 3 seeds, no time limit (sized for one
+    GPU).
 ``smoke``
     200 / 200 / 200 trajectories and a short budget: checks the pipeline end to end; its
     numbers are not comparable with the others.
+
+``max_epochs`` (``--epochs``) and ``eval_every`` (``--eval-every``) apply to every
+protocol; ``--epochs`` without ``--budget`` trains exactly that many epochs (no budget).
 
 Also reported per model: parameters, forward time per batch of 100 (median, no gradient,
 the models timed alternately), training time per epoch, the equivariance error on test
 inputs (random O(3) elements, translations, permutations; float32 and float64), and the
 trivial predictors ``x_0`` (no motion) and ``x_0 + T v_0``. Long horizon: models with a
 velocity head (``velocity_output=True``, loss ``MSE(x) + MSE(v)``, ``rollout_budget_s``,
-7.5 minutes in ``quick``) are trained on each of ``rollout_presets`` (``egnn``, and
-``clean``: the same system with a softened, unclipped, energy-conserving force) and rolled
-out 2, 5 and 10 times from frame 30 of a separate split of that physics simulated for 15000
-steps with its own seed; reported are the position MSE against the simulator per horizon
-and the mean absolute energy error ``|E_model - E_sim|`` (and the simulator's own drift from
-the start: the force clipping of the ``egnn`` physics does not conserve energy).
+7.5 minutes in ``quick``) are trained on each of ``rollout_presets`` (``egnn``: the one-step
+task's data, the user's with ``data``; ``clean``: the same system with a softened,
+unclipped, energy-conserving force, generated) and rolled out 2, 5 and 10 times from frame
+30 of a separate generated split of that physics simulated for 15000 steps with its own
+seed; reported are the position MSE against the simulator per horizon and the mean
+absolute energy error ``|E_model - E_sim|`` over the trajectories the rollout's blow-up
+guard kept (and the simulator's own drift from the start: the force clipping of the
+``egnn`` physics does not conserve energy).
 
-All training clips the global gradient norm at ``grad_clip`` (1.0; both models alike):
-without it GRepsNBody's loss overflowed to NaN after about 340 epochs in a 15-minute run.
-:func:`merge` joins runs made with the same settings for different models (e.g. one process
-per model, each pinned to one core, to run both side by side) and times their forward passes
-together::
+:func:`merge` joins runs made with the same settings and data for different models (e.g.
+one process per model, each pinned to one core, to run both side by side) and times their
+forward passes together::
 
     grepsnet bench nbody --protocol quick --models GRepsNBody --threads 1 --out runs/a &
     grepsnet bench nbody --protocol quick --models EGNN --threads 1 --out runs/b
     grepsnet bench nbody --merge runs/a/nbody_quick.json runs/b/nbody_quick.json
 
-Writes ``benchmarks/results/nbody_{protocol}.json`` (all numbers and settings),
-``.md`` (the table) and ``.png`` (validation curves and rollout error per horizon) under the
-working directory unless ``out_dir`` says otherwise.
+Writes ``benchmarks/results/nbody_{protocol}.json`` (all numbers, settings and the data
+used; ``summary``: one row per model with ``test_error``, the mean test MSE), ``.md`` (the
+table) and ``.png`` (validation curves and rollout error per horizon) under the working
+directory unless ``out_dir`` says otherwise. Checkpoints live in a temporary folder for the
+duration of each training.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+import xarray as xr
 
 from grepsnet_sciml._atomic import atomic_path, atomic_write_text
-from grepsnet_sciml.datasets.charged_particles import generate, total_energy
+from grepsnet_sciml.datasets.charged_particles import generate, load_egnn_npy
+from grepsnet_sciml.datasets.splits import SPLITS, generate_splits, open_splits
 from grepsnet_sciml.models.egnn import EGNN
 from grepsnet_sciml.models.nbody import GRepsNBody
+from grepsnet_sciml.solvers.data import ParticlePairs
+from grepsnet_sciml.solvers.evaluate import evaluate
+from grepsnet_sciml.solvers.rollout import rollout
+from grepsnet_sciml.solvers.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    load_checkpoint,
+)
 from grepsnet_sciml.testing import equivariance_errors
 
 from ._results import read_results
@@ -80,8 +115,8 @@ RESULTS = Path("benchmarks") / "results"
 CACHE = Path("runs") / "nbody_data"
 """Default data cache (relative to the working directory)."""
 MODELS = {"GRepsNBody": GRepsNBody, "EGNN": EGNN}
-STEPS_PER_FRAME = 100
 HORIZON = 1.0  # time between input and target frames: 1000 steps of dt = 1e-3
+NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclass(frozen=True)
@@ -93,6 +128,7 @@ class Protocol:
     n_test: int = 2000
     budget_s: float | None = 900.0
     max_epochs: int = 10000
+    eval_every: int = 1
     seeds: tuple[int, ...] = (0,)
     lr: float = 5e-4
     weight_decay: float = 1e-12
@@ -119,8 +155,8 @@ class Protocol:
 PROTOCOLS = {
     "quick": Protocol(),
     "paper": Protocol(
-        budget_s=None, seeds=(0, 1, 2), rollout_budget_s=None, rollout_max_epochs=2000,
-        device="auto",
+        budget_s=None, eval_every=5, seeds=(0, 1, 2), rollout_budget_s=None,
+        rollout_max_epochs=2000, device="auto",
     ),
     "smoke": Protocol(
         n_train=200, n_valid=200, n_test=200, budget_s=90.0, n_long=50,
@@ -130,172 +166,246 @@ PROTOCOLS = {
 
 
 # --------------------------------------------------------------------------- data
-def _atomic_savez(path: Path, **arrays) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+def _splits_dir(cache: Path, name: str, samples: dict, seed: int, kwargs: dict) -> Path:
+    """Generate (or resume, or find) a split directory of ``generate`` under ``cache``."""
+    path = cache / name
+    if not path.exists():
+        generate_splits(generate, path, samples, seed=seed, kwargs={**kwargs, "progress": False},
+                        split_argument=True, chunk_size=500, progress=False)
+    return path
 
 
-def load_task(p: Protocol, cache: Path, preset: str = "egnn") -> dict[str, dict[str, np.ndarray]]:
-    """Frames ``input_frame`` and ``target_frame`` of the three splits (cached ``.npz``).
+def generated_task(p: Protocol, cache: Path, preset: str = "egnn"
+                   ) -> tuple[dict[str, xr.Dataset], Path]:
+    """The three splits of the one-step task, generated into ``cache`` on first use.
 
-    Returns ``{split: {"x": (N, 2, n, 3), "v": (N, 2, n, 3), "q": (N, n)}}`` with the input
-    frame first. Split ``s`` holds samples ``0 .. n_s - 1`` of that split of the stream of
-    ``preset`` (``"egnn"``: the benchmark's physics; ``"clean"``: the same system with a
-    softened, unclipped force; both store a frame every 100 steps).
+    Split ``s`` holds samples ``0 .. n_s - 1`` of that split of the stream of ``preset``
+    (``"egnn"``: the benchmark's physics; ``"clean"``: the same system with a softened,
+    unclipped force; both store a frame every 100 steps).
+
+    Returns
+    -------
+    (splits, path)
+        ``{"train", "valid", "test"}`` -> lazily opened zarr dataset; their directory.
     """
-    frames = [p.input_frame, p.target_frame]
-    out = {}
-    for split, n in (("train", p.n_train), ("valid", p.n_valid), ("test", p.n_test)):
-        path = cache / (
-            f"{preset}_seed{p.data_seed}_{split}{n}_of{p.stream_train}-{p.stream_valid}"
-            f"_frames{frames[0]}-{frames[1]}.npz"
-        )
-        if not path.is_file():
-            ds = generate(n, seed=p.data_seed, preset=preset, split=split,
-                          n_train=p.stream_train, n_valid=p.stream_valid)
-            _atomic_savez(path, x=ds.position.values[:, frames], v=ds.velocity.values[:, frames],
-                          q=ds.charge.values)
-        with np.load(path) as z:
-            out[split] = {k: z[k] for k in ("x", "v", "q")}
-    return out
+    name = (f"{preset}_seed{p.data_seed}_train{p.n_train}_valid{p.n_valid}_test{p.n_test}"
+            f"_of{p.stream_train}-{p.stream_valid}")
+    path = _splits_dir(cache, name, {"train": p.n_train, "valid": p.n_valid,
+                                     "test": p.n_test}, p.data_seed,
+                       {"preset": preset, "n_train": p.stream_train, "n_valid": p.stream_valid})
+    return open_splits(path), path
 
 
-def load_long(p: Protocol, cache: Path, preset: str = "egnn") -> dict[str, np.ndarray]:
-    """The long-horizon split: frames ``input_frame + 10 m`` for ``m`` in ``0 .. max``.
+def long_split(p: Protocol, cache: Path, preset: str = "egnn") -> xr.Dataset:
+    """The long-horizon split (``long_steps`` steps, seed ``long_seed``), generated on first use.
 
-    Returns ``{"x", "v": (N, frames, n, 3), "q": (N, n), "softening": ()}`` (the
-    potential's softening length, 0 for ``egnn``).
+    Raises
+    ------
+    ValueError
+        ``long_steps`` stores too few frames for ``horizons``.
     """
-    frames = [p.input_frame + 10 * m for m in range(max(p.horizons) + 1)]
-    path = cache / f"{preset}_long_seed{p.long_seed}_n{p.n_long}_steps{p.long_steps}.npz"
-    if not path.is_file():
-        ds = generate(p.n_long, seed=p.long_seed, preset=preset, split="test",
-                      n_steps=p.long_steps, n_train=0, n_valid=0)
-        if ds.sizes["time"] <= frames[-1]:
-            raise ValueError(f"long_steps: {p.long_steps} steps store {ds.sizes['time']} frames; "
-                             f"the horizons {p.horizons} need frame {frames[-1]}")
-        softening = json.loads(ds.attrs["config"])["softening"] or 0.0
-        _atomic_savez(path, x=ds.position.values[:, frames], v=ds.velocity.values[:, frames],
-                      q=ds.charge.values, softening=np.float64(softening))
-    with np.load(path) as z:
-        return {k: z[k] for k in ("x", "v", "q", "softening")}
+    path = _splits_dir(cache, f"{preset}_long_seed{p.long_seed}_n{p.n_long}_steps{p.long_steps}",
+                       {"test": p.n_long}, p.long_seed,
+                       {"preset": preset, "n_steps": p.long_steps, "n_train": 0, "n_valid": 0})
+    ds = open_splits(path)["test"]
+    last = p.input_frame + 10 * max(p.horizons)
+    if ds.sizes["time"] <= last:
+        raise ValueError(f"long_steps: {p.long_steps} steps store {ds.sizes['time']} frames; "
+                         f"the horizons {p.horizons} need frame {last}")
+    return ds
 
 
-def _tensors(split: dict, device, dtype=torch.float32):
-    x = torch.as_tensor(split["x"], dtype=dtype, device=device)
-    v = torch.as_tensor(split["v"], dtype=dtype, device=device)
-    q = torch.as_tensor(split["q"], dtype=dtype, device=device)
-    return x[:, 0], v[:, 0], q, x[:, 1], v[:, 1]
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_egnn_folder(path, p: Protocol) -> tuple[dict[str, xr.Dataset], dict]:
+    """The user's EGNN ``.npy`` files as the three splits, and a record of what was read.
+
+    Parameters
+    ----------
+    path : path-like
+        Folder holding ``{loc,vel,charges}_{split}_<suffix>.npy`` (and optionally
+        ``edges_..``) for the splits train, valid and test, one ``suffix`` for all.
+    p : Protocol
+        ``n_train``, ``n_valid``, ``n_test`` trajectories are used (the first of each file).
+
+    Returns
+    -------
+    (splits, record)
+        ``{"train", "valid", "test"}`` -> dataset (as :func:`load_egnn_npy` returns it);
+        ``{"path", "suffix", "sha256": {file name: digest}, "samples": {split: n}}``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No folder at ``path``.
+    ValueError
+        No, several or incomplete sets of files; a file that is not a ``.npy`` array or not
+        EGNN's layout; fewer trajectories than the protocol uses. The message names the file.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise FileNotFoundError(f"data: {str(folder)!r} {what}; expected a folder of EGNN .npy "
+                                "files (loc_train_<suffix>.npy, vel_..., charges_...)")
+    suffixes = sorted(f.name[len("loc_train_"):-len(".npy")]
+                      for f in folder.glob("loc_train_*.npy"))
+    if len(suffixes) != 1:
+        found = f"several suffixes {suffixes}" if suffixes else "no loc_train_<suffix>.npy"
+        raise ValueError(f"data: {str(folder)!r} holds {found}; expected the EGNN files of one "
+                         "data set: {loc,vel,charges}_{train,valid,test}_<suffix>.npy")
+    suffix = suffixes[0]
+    files = [folder / f"{name}_{split}_{suffix}.npy" for split in SPLITS
+             for name in ("loc", "vel", "charges", "edges")]
+    missing = [f.name for f in files if not f.is_file() and not f.name.startswith("edges_")]
+    if missing:
+        raise ValueError(f"data: {str(folder)!r} lacks {', '.join(missing)}; expected loc, vel "
+                         f"and charges files for train, valid and test (suffix {suffix!r})")
+    files = [f for f in files if f.is_file()]
+    for f in files:
+        with open(f, "rb") as handle:
+            if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise ValueError(f"data: {f} is not a .npy array file (no NumPy header); "
+                                 "expected an EGNN file written by numpy.save")
+    sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
+    splits = {}
+    for split in SPLITS:
+        try:
+            ds = load_egnn_npy(folder, split, suffix)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"data: the {split} files in {str(folder)!r} (suffix {suffix!r}) "
+                             f"are not EGNN charged-particle arrays: {err}") from err
+        have, need = ds.sizes["sample"], sizes[split]
+        if have < need:
+            raise ValueError(f"data: {folder / f'loc_{split}_{suffix}.npy'} holds {have} "
+                             f"trajectories; the protocol uses n_{split}={need} (pass smaller "
+                             "sizes, e.g. --n-train)")
+        if ds.sizes["time"] <= p.target_frame:
+            raise ValueError(f"data: {folder / f'loc_{split}_{suffix}.npy'} holds "
+                             f"{ds.sizes['time']} frames; the task reads frame {p.target_frame}")
+        ds.attrs["_source"] = str(folder / f"loc_{split}_{suffix}.npy")
+        splits[split] = ds
+    record = {"path": str(folder.resolve()), "suffix": suffix,
+              "sha256": {f.name: _sha256(f) for f in files}, "samples": sizes}
+    return splits, record
+
+
+def _pairs(splits: dict, p: Protocol, velocity: bool = False) -> dict[str, ParticlePairs]:
+    sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
+    return {s: ParticlePairs(ds, p.input_frame, p.target_frame - p.input_frame,
+                             samples=slice(0, sizes[s]), predict_velocity=velocity)
+            for s, ds in splits.items()}
+
+
+def _inputs(pairs: ParticlePairs, n: int | None = None):
+    """``(positions, velocities, charges)`` at the input frame of the first ``n`` samples."""
+    f = pairs.frames[0]
+    return (pairs.position[:n, f], pairs.velocity[:n, f], pairs.charge[:n])
 
 
 # --------------------------------------------------------------------------- training
-@torch.no_grad()
-def evaluate(model, data, batch_size: int = 100) -> float:
-    """Mean squared error of the predicted positions over a split (per coordinate)."""
-    x0, v0, q, xt, _ = data
-    total = 0.0
-    for s in range(0, len(x0), batch_size):
-        out = model(x0[s:s + batch_size], v0[s:s + batch_size], q[s:s + batch_size])
-        pos = out[0] if isinstance(out, tuple) else out
-        total += float(((pos - xt[s:s + batch_size]) ** 2).sum())
-    return total / xt.numel()
+def one_step_mse(model, pairs: ParticlePairs) -> float:
+    """Position MSE (per coordinate) of one model step over a split: rollout, then evaluate.
 
-
-def train(model, train_data, valid_data, test_data, *, lr, weight_decay, batch_size,
-          budget_s, max_epochs, seed, velocity_loss=False, grad_clip=None, label=""):
-    """Train with Adam at a constant learning rate for a wall-clock budget or epoch count.
-
-    ``grad_clip`` rescales each step's gradient to at most that global norm (``None``: off).
-    A non-finite training loss ends the run (marked ``diverged``).
-
-    Returns a history: per epoch the training loss, validation MSE, test MSE (computed when
-    the validation improves) and cumulative training seconds (evaluation excluded). The
-    model is left with its best-validation weights.
+    A sample the rollout's blow-up guard stops makes the result NaN.
     """
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    x0, v0, q, xt, vt = train_data
-    n = len(x0)
-    history, spent, best = [], 0.0, math.inf
-    best_state = copy.deepcopy(model.state_dict())
-    bar = tqdm(total=int(budget_s) if budget_s else max_epochs, desc=label,
-               unit="s" if budget_s else "epoch", leave=False)
-    for epoch in range(max_epochs):
-        if budget_s is not None and spent >= budget_s:
-            break
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        start, loss_sum = time.perf_counter(), 0.0
-        for s in range(0, n, batch_size):
-            idx = order[s:s + batch_size].to(x0.device)
-            out = model(x0[idx], v0[idx], q[idx])
-            if velocity_loss:
-                loss = ((out[0] - xt[idx]) ** 2).mean() + ((out[1] - vt[idx]) ** 2).mean()
-            else:
-                loss = ((out - xt[idx]) ** 2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-        if x0.device.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-        spent += elapsed
-        model.eval()
-        val = evaluate(model, valid_data, batch_size)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "valid": val, "test": None,
-               "seconds": spent, "epoch_seconds": elapsed}
-        if val < best:
-            best = val
-            row["test"] = evaluate(model, test_data, batch_size)
-            best_state = copy.deepcopy(model.state_dict())
-        if not math.isfinite(loss_sum):
-            row["diverged"] = True
-            history.append(row)
-            break
-        history.append(row)
-        bar.update(int(spent) - bar.n if budget_s else 1)
-        bar.set_postfix(valid=f"{val:.4g}", best=f"{best:.4g}")
-    bar.close()
-    model.load_state_dict(best_state)
-    return history
+    x0, v0, q = _inputs(pairs)
+    f = pairs.frames[0] + pairs.delta
+    result = rollout(model, (x0, v0, q), 1, step_time=HORIZON)
+    ev = evaluate({"model": result.states}, (pairs.position[:, f:f + 1],
+                                             pairs.velocity[:, f:f + 1]),
+                  "particles", charges=q, initial=(x0, v0))
+    return float(ev.position_mse.mean())
+
+
+def train(model, pairs: dict[str, ParticlePairs], p: Protocol, *, seed: int, budget_s,
+          max_epochs: int) -> tuple[list[dict], bool]:
+    """Train ``model`` with :class:`Trainer` (Adam, constant lr) on ``pairs["train"]``.
+
+    The validation MSE is computed every ``p.eval_every`` epochs (and after the last); at
+    each improvement the test MSE too. A non-finite training loss ends the run.
+
+    Returns
+    -------
+    (history, diverged)
+        Per epoch: ``epoch``, ``train_loss``, ``valid`` and ``test`` (None when not
+        computed), ``seconds`` (the trainer's cumulative ``elapsed``) and
+        ``epoch_seconds`` (training steps of the epoch). The model is left with its
+        best-validation weights.
+    """
+    scores, best = {}, [math.inf]
+
+    def valid_fn(m) -> float:
+        val = one_step_mse(m, pairs["valid"])
+        test = None
+        if val < best[0]:
+            best[0] = val
+            test = one_step_mse(m, pairs["test"])
+        scores[trainer.epoch] = (val, test)
+        return val
+
+    with tempfile.TemporaryDirectory(prefix="nbody-run-") as run_dir:
+        config = TrainConfig(
+            out_dir=run_dir, epochs=max_epochs, batch_size=p.batch_size, lr=p.lr,
+            weight_decay=p.weight_decay, optimizer="adam", loss="mse", seed=seed,
+            grad_clip=p.grad_clip or 0.0, progress=False, device=p.device,
+            schedule="constant", time_budget_s=budget_s or 0.0, valid_every=p.eval_every)
+        trainer = Trainer(model, pairs["train"], config, valid_fn=valid_fn)
+        diverged = False
+        try:
+            trainer.fit()
+        except TrainingDiverged:
+            diverged = True
+        rows = [json.loads(line) for line in Path(trainer.metrics_path).read_text().splitlines()
+                ] if Path(trainer.metrics_path).exists() else []
+        if Path(trainer.best_path).exists():
+            model.load_state_dict(load_checkpoint(trainer.best_path)["model"])
+    history = [{"epoch": r["epoch"], "train_loss": r["train_loss"],
+                "valid": scores.get(r["epoch"], (None, None))[0],
+                "test": scores.get(r["epoch"], (None, None))[1],
+                "seconds": r["elapsed"], "epoch_seconds": r["seconds"]} for r in rows]
+    return history, diverged
 
 
 def best_test(history, max_epoch: int | None = None) -> dict:
-    """Test MSE at the best-validation epoch among epochs ``<= max_epoch``."""
-    rows = [r for r in history if max_epoch is None or r["epoch"] <= max_epoch]
+    """Test MSE at the best-validation epoch among validated epochs ``<= max_epoch``."""
+    rows = [r for r in history if r["valid"] is not None and math.isfinite(r["valid"])
+            and (max_epoch is None or r["epoch"] <= max_epoch)]
+    if not rows:
+        return {"epoch": None, "valid": None, "test": None}
     row = min(rows, key=lambda r: r["valid"])
     return {"epoch": row["epoch"], "valid": row["valid"], "test": row["test"]}
 
 
 # --------------------------------------------------------------------------- measurements
 @torch.no_grad()
-def forward_times(models: dict, data, repeats: int = 30, batch: int = 100) -> dict:
-    """Median seconds per forward pass of a batch, models timed alternately."""
-    x0, v0, q = (t[:batch] for t in data[:3])
+def forward_times(models: dict, inputs, repeats: int = 30) -> dict:
+    """Median seconds per forward pass of ``inputs`` (a batch), models timed alternately."""
     times = {name: [] for name in models}
     for m in models.values():
         m.eval()
         for _ in range(3):
-            m(x0, v0, q)
+            m(*inputs)
     for _ in range(repeats):
         for name, m in models.items():
-            if x0.device.type == "cuda":
+            if inputs[0].device.type == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            m(x0, v0, q)
-            if x0.device.type == "cuda":
+            m(*inputs)
+            if inputs[0].device.type == "cuda":
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def equivariance(model, data) -> dict:
+def equivariance(model, pairs: ParticlePairs) -> dict:
     """Max relative equivariance error on 10 test systems, float32 and float64."""
-    x, v, q = (t[:10].cpu() for t in data[:3])
-    inputs = (x, v, q[..., None])  # charges as the T0 feature the harness expects
+    inputs = _inputs(pairs, 10)
     gen = torch.Generator().manual_seed(0)
     model = copy.deepcopy(model).cpu()
     return {
@@ -306,60 +416,78 @@ def equivariance(model, data) -> dict:
     }
 
 
-def trivial_predictors(data) -> dict:
-    x0, v0, _, xt, _ = data
+def trivial_predictors(pairs: ParticlePairs) -> dict:
+    """Test MSE of ``x_0`` (no motion) and ``x_0 + T v_0``."""
+    x0, v0, _ = _inputs(pairs)
+    xt = pairs.position[:, pairs.frames[0] + pairs.delta]
     return {
         "no motion": float(((x0 - xt) ** 2).mean()),
         "x + T v": float(((x0 + HORIZON * v0 - xt) ** 2).mean()),
     }
 
 
-@torch.no_grad()
-def rollout(model, long: dict, horizons, device, escape: float = 1e3) -> dict:
-    """Apply the 1000-step predictor ``m`` times from frame 30; MSE and energy per horizon.
+def long_rollout(model, long: xr.Dataset, p: Protocol) -> dict:
+    """Apply the 1000-step (x, v) predictor ``m`` times from frame ``input_frame``.
 
-    A trajectory whose prediction becomes non-finite or leaves ``|x| < escape`` counts as
-    diverged and is dropped from later steps; MSE and energy error are over the others.
-    Energies use the split's potential (``long["softening"]``).
+    Per horizon in ``p.horizons``: position MSE and mean ``|E_model - E_sim|`` over the
+    trajectories the blow-up guard of :func:`rollout` kept, the share it stopped, and the
+    simulator's drift ``|E_sim(t) - E_sim(0)|``; energies with the split's potential.
     """
-    softening = float(long["softening"])
-    x = torch.as_tensor(long["x"], dtype=torch.float32, device=device)
-    v = torch.as_tensor(long["v"], dtype=torch.float32, device=device)
-    q = torch.as_tensor(long["q"], dtype=torch.float32, device=device)
-    xs, vs = x[:, 0].clone(), v[:, 0].clone()
-    alive = torch.ones(len(xs), dtype=torch.bool, device=device)
-    e_sim = total_energy(long["x"], long["v"], long["q"][:, None], softening)  # (N, frames)
+    softening = json.loads(long.attrs["config"])["softening"] or 0.0
+    frames = [p.input_frame + 10 * m for m in range(max(p.horizons) + 1)]
+    x = torch.as_tensor(long.position.values[:, frames], dtype=torch.float32)
+    v = torch.as_tensor(long.velocity.values[:, frames], dtype=torch.float32)
+    q = torch.as_tensor(long.charge.values, dtype=torch.float32)[..., None]
+    device = next(model.parameters()).device
+    result = rollout(model, (x[:, 0].to(device), v[:, 0].to(device), q.to(device)),
+                     max(p.horizons), step_time=HORIZON)
+    xs, vs = result.states
+    # the initial frame leads both, so the energies at time 0 are the simulator's start
+    ev = evaluate({"model": (torch.cat([x[:, :1], xs], 1), torch.cat([v[:, :1], vs], 1))},
+                  (x, v), "particles", charges=q, initial=(x[:, 0], v[:, 0]),
+                  softening=softening)
+    mse = ev.position_mse.sel(model="model").values
+    e_model = ev.energy.sel(model="model").values
+    e_sim = ev.energy_true.values
     out = {}
-    for m in range(1, max(horizons) + 1):
-        idx = alive.nonzero().squeeze(1)
-        if len(idx):
-            xo, vo = model(xs[idx], vs[idx], q[idx])
-            ok = (torch.isfinite(xo).all(-1).all(-1) & torch.isfinite(vo).all(-1).all(-1)
-                  & (xo.abs().amax((-1, -2)) < escape))
-            xs[idx[ok]], vs[idx[ok]] = xo[ok], vo[ok]
-            alive[idx[~ok]] = False
-        if m in horizons:
-            keep = alive.cpu().numpy()
-            row = {"steps": 1000 * m, "diverged_fraction": float(1 - keep.mean()),
-                   "mse": None, "energy_error": None,
-                   "sim_energy_drift": float(np.mean(np.abs(e_sim[:, m] - e_sim[:, 0])))}
-            if keep.any():
-                e_model = total_energy(xs[alive].cpu().double().numpy(),
-                                       vs[alive].cpu().double().numpy(), long["q"][keep],
-                                       softening)
-                row["mse"] = float(((xs[alive] - x[alive, m]) ** 2).mean())
-                row["energy_error"] = float(np.mean(np.abs(e_model - e_sim[keep, m])))
-            out[str(m)] = row
+    for m in p.horizons:
+        keep = np.isfinite(mse[:, m])
+        row = {"steps": 1000 * m, "diverged_fraction": float(1 - keep.mean()),
+               "mse": None, "energy_error": None,
+               "sim_energy_drift": float(np.mean(np.abs(e_sim[:, m] - e_sim[:, 0])))}
+        if keep.any():
+            row["mse"] = float(mse[keep, m].mean())
+            row["energy_error"] = float(np.mean(np.abs(e_model[keep, m] - e_sim[keep, m])))
+        out[str(m)] = row
     return out
 
 
 # --------------------------------------------------------------------------- driver
-def run(protocol: str = "quick", cache: Path = CACHE, out_dir: Path = RESULTS,
+def _task(p: Protocol, cache: Path, data) -> tuple[dict[str, xr.Dataset], dict]:
+    if data is None:
+        splits, path = generated_task(p, cache)
+        return splits, {"path": str(path.resolve()), "generated": "egnn", "sha256": None}
+    return read_egnn_folder(data, p)
+
+
+def run(protocol: str = "quick", cache: Path = CACHE, out_dir: Path = RESULTS, data=None,
         **overrides) -> dict:
     """Run one protocol; returns (and writes) the results dictionary.
 
-    ``overrides`` replace fields of the :class:`Protocol` (e.g. ``budget_s=60``,
-    ``seeds=(0, 1)``, ``n_train=500``, ``rollout=False``).
+    Parameters
+    ----------
+    protocol : str
+        A key of :data:`PROTOCOLS`.
+    cache : Path
+        Folder of the generated split directories.
+    out_dir : Path
+        Where ``nbody_<protocol>.{json,md,png}`` go.
+    data : path-like, optional
+        A folder of EGNN ``.npy`` files for the one-step task (see
+        :func:`read_egnn_folder`); default: generated.
+    overrides
+        Replace fields of the :class:`Protocol` (e.g. ``budget_s=60``, ``seeds=(0, 1)``,
+        ``n_train=500``, ``eval_every=5``, ``rollout=False``).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol: expected one of {list(PROTOCOLS)}, got {protocol!r}")
@@ -381,24 +509,26 @@ def run(protocol: str = "quick", cache: Path = CACHE, out_dir: Path = RESULTS,
     torch.set_num_threads(p.threads)
     device = torch.device("cuda" if p.device == "auto" and torch.cuda.is_available()
                           else "cpu" if p.device == "auto" else p.device)
-    task = load_task(p, cache)
-    splits = {k: _tensors(v, device) for k, v in task.items()}
-    results = {"protocol": protocol, "settings": asdict(p), "device": str(device),
-               "torch_threads": torch.get_num_threads(), "trivial": trivial_predictors(
-                   splits["test"]), "models": {}}
+    settings = asdict(p)
+    p = replace(p, device=device.type)  # what the trainer is given
+    cache = Path(cache)
+    splits, record = _task(p, cache, data)
+    pairs = _pairs(splits, p)
+    results = {"protocol": protocol, "settings": settings, "data": record,
+               "device": str(device), "torch_threads": torch.get_num_threads(),
+               "trivial": trivial_predictors(pairs["test"]), "models": {}}
     probe = {name: MODELS[name]().to(device) for name in p.models}
-    times = forward_times(probe, splits["test"])
+    times = forward_times(probe, tuple(t.to(device) for t in _inputs(pairs["test"], 100)))
     for name in p.models:
         runs = []
         for seed in p.seeds:
             torch.manual_seed(seed)
-            model = MODELS[name]().to(device)
-            hist = train(model, splits["train"], splits["valid"], splits["test"], lr=p.lr,
-                         weight_decay=p.weight_decay, batch_size=p.batch_size,
-                         budget_s=p.budget_s, max_epochs=p.max_epochs, seed=seed,
-                         grad_clip=p.grad_clip, label=f"{name} seed {seed}")
+            model = MODELS[name]()
+            hist, diverged = train(model, pairs, p, seed=seed, budget_s=p.budget_s,
+                                   max_epochs=p.max_epochs)
             runs.append({"seed": seed, "history": hist, "best": best_test(hist),
-                         "equivariance": equivariance(model, splits["test"])})
+                         "diverged": diverged,
+                         "equivariance": equivariance(model, pairs["test"])})
         results["models"][name] = {
             "parameters": sum(t.numel() for t in probe[name].parameters()),
             "forward_s_per_100": times[name], "runs": runs,
@@ -406,47 +536,55 @@ def run(protocol: str = "quick", cache: Path = CACHE, out_dir: Path = RESULTS,
     if p.rollout:
         results["rollout"] = {}
         for preset in p.rollout_presets:
-            data = splits if preset == "egnn" else {
-                k: _tensors(v, device) for k, v in load_task(p, cache, preset).items()}
-            results["rollout"][preset] = _rollouts(p, data, load_long(p, cache, preset), device)
+            task = splits if preset == "egnn" else generated_task(p, cache, preset)[0]
+            results["rollout"][preset] = _rollouts(p, _pairs(task, p, velocity=True),
+                                                   long_split(p, cache, preset))
     _summarise(results)
-    write(results, out_dir, protocol)
+    write(results, Path(out_dir), protocol)
     return results
 
 
-def _rollouts(p: Protocol, splits: dict, long: dict, device) -> dict:
-    """Train each model's (x, v) predictor on ``splits`` and roll it out on ``long``."""
+def _rollouts(p: Protocol, pairs: dict, long: xr.Dataset) -> dict:
+    """Train each model's (x, v) predictor on ``pairs`` and roll it out on ``long``."""
     out = {}
     for name in p.models:
         torch.manual_seed(p.seeds[0])
-        model = MODELS[name](velocity_output=True).to(device)
-        hist = train(model, splits["train"], splits["valid"], splits["test"], lr=p.lr,
-                     weight_decay=p.weight_decay, batch_size=p.batch_size,
-                     budget_s=p.rollout_budget_s, max_epochs=p.rollout_max_epochs,
-                     seed=p.seeds[0], velocity_loss=True, grad_clip=p.grad_clip,
-                     label=f"{name} (x, v)")
-        model.eval()
-        out[name] = {"epochs": len(hist), "best": best_test(hist),
-                     "horizons": rollout(model, long, p.horizons, device)}
+        model = MODELS[name](velocity_output=True)
+        hist, diverged = train(model, pairs, p, seed=p.seeds[0], budget_s=p.rollout_budget_s,
+                               max_epochs=p.rollout_max_epochs)
+        out[name] = {"epochs": len(hist), "best": best_test(hist), "diverged": diverged,
+                     "horizons": long_rollout(model, long, p)}
     return out
 
 
 def _summarise(results: dict) -> None:
-    """Add the per-model means over seeds and the equal-epoch comparison, in place."""
+    """Add the per-model means over seeds, the equal-epoch comparison and ``summary``."""
     equal = min(len(r["history"]) for m in results["models"].values() for r in m["runs"])
     results["equal_epochs"] = equal
-    for entry in results["models"].values():
+    results["summary"] = []
+    for name, entry in results["models"].items():
         entry["epoch_s"] = float(np.mean([row["epoch_seconds"] for r in entry["runs"]
                                           for row in r["history"]]))
         tests = [r["best"]["test"] for r in entry["runs"]]
         eq = [best_test(r["history"], equal)["test"] for r in entry["runs"]]
+        tests = [math.nan if t is None else t for t in tests]
+        eq = [math.nan if t is None else t for t in eq]
         entry["test_mse"] = {"mean": float(np.mean(tests)), "std": float(np.std(tests))}
         entry["test_mse_equal_epochs"] = {"mean": float(np.mean(eq)), "std": float(np.std(eq))}
         entry["epochs"] = [len(r["history"]) for r in entry["runs"]]
-        entry["diverged"] = [bool(r["history"][-1].get("diverged")) for r in entry["runs"]]
+        entry["validations"] = [sum(row["valid"] is not None for row in r["history"])
+                                for r in entry["runs"]]
+        entry["diverged"] = [bool(r.get("diverged")) for r in entry["runs"]]
         entry["equivariance_max"] = {
             k: max(r["equivariance"][k] for r in entry["runs"]) for k in ("float32", "float64")
         }
+        results["summary"].append({
+            "model": name, "seeds": len(entry["runs"]), "parameters": entry["parameters"],
+            "test_error": entry["test_mse"]["mean"], "test_error_std": entry["test_mse"]["std"],
+            "test_error_equal_epochs": entry["test_mse_equal_epochs"]["mean"],
+            "epochs": entry["epochs"], "train_seconds_per_epoch": entry["epoch_s"],
+            "forward_s_per_100": entry["forward_s_per_100"],
+        })
 
 
 def merge(paths, out_dir: Path = RESULTS, cache: Path = CACHE) -> dict:
@@ -456,18 +594,19 @@ def merge(paths, out_dir: Path = RESULTS, cache: Path = CACHE) -> dict:
     Parameters
     ----------
     paths : sequence of path
-        ``nbody_<protocol>.json`` files written by :func:`run` with the same settings except
-        ``models``.
+        ``nbody_<protocol>.json`` files written by :func:`run` with the same settings and
+        data except ``models``.
     out_dir, cache : Path
         Where the merged ``nbody_<protocol>.{json,md,png}`` go; the data cache (for the
-        forward timing on the test split).
+        forward timing on the test split of generated data; runs on the user's files read
+        the recorded folder, whose files must still have the recorded sha256).
     """
     parts = [read_results(path) for path in paths]
     if not parts:
         raise ValueError("paths: expected at least one nbody_<protocol>.json, got none")
     first = parts[0]
     for path, part in zip(paths, parts):
-        for key in ("protocol", "models", "settings"):
+        for key in ("protocol", "models", "settings", "data"):
             if key not in part:
                 raise ValueError(f"paths: {path} has no {key!r}; expected a file written by "
                                  "grepsnet_sciml.benchmarks.nbody.run")
@@ -476,7 +615,11 @@ def merge(paths, out_dir: Path = RESULTS, cache: Path = CACHE) -> dict:
         if part["protocol"] != first["protocol"] or mine != ref:
             raise ValueError(f"paths: {path} was run with other settings than {paths[0]}; "
                              "expected the same protocol and settings except the models")
-    merged = {key: first[key] for key in ("protocol", "device", "torch_threads", "trivial")}
+        if part["data"].get("sha256") != first["data"].get("sha256"):
+            raise ValueError(f"paths: {path} was run on other data than {paths[0]} (sha256 of "
+                             "the files differ); expected the same data")
+    merged = {key: first[key] for key in ("protocol", "device", "torch_threads", "trivial",
+                                          "data")}
     merged["settings"] = dict(first["settings"])
     merged["models"], merged["merged_from"] = {}, [str(path) for path in paths]
     for part in parts:
@@ -490,8 +633,17 @@ def merge(paths, out_dir: Path = RESULTS, cache: Path = CACHE) -> dict:
     p = replace(Protocol(), **{k: tuple(v) if isinstance(v, list) else v
                                for k, v in merged["settings"].items()})
     torch.set_num_threads(first["torch_threads"])
-    test = _tensors(load_task(p, Path(cache))["test"], torch.device("cpu"))
-    times = forward_times({name: MODELS[name]() for name in merged["models"]}, test)
+    if first["data"].get("sha256") is None:
+        splits = generated_task(p, Path(cache))[0]
+    else:
+        splits, record = read_egnn_folder(first["data"]["path"], p)
+        if record["sha256"] != first["data"]["sha256"]:
+            raise ValueError(f"paths: the files in {first['data']['path']} changed since "
+                             f"{paths[0]} was run (sha256 differ); expected the same data")
+    test = ParticlePairs(splits["test"], p.input_frame, p.target_frame - p.input_frame,
+                         samples=slice(0, p.n_test))
+    times = forward_times({name: MODELS[name]() for name in merged["models"]},
+                          _inputs(test, 100))
     for name, entry in merged["models"].items():
         entry["forward_s_per_100"] = times[name]
     _summarise(merged)
@@ -552,7 +704,7 @@ def write(results: dict, out_dir: Path, protocol: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, m in results["models"].items():
         for r in m["runs"]:
-            h = r["history"]
+            h = [row for row in r["history"] if row["valid"] is not None]
             axes[0].plot([row["seconds"] for row in h], [row["valid"] for row in h],
                          label=f"{name} seed {r['seed']}")
     for mse in results["trivial"].values():

@@ -164,14 +164,18 @@ def _run_nbody(args: argparse.Namespace) -> int:
     overrides = {}
     for key, value in (("budget_s", args.budget), ("rollout_budget_s", args.rollout_budget),
                        ("seeds", args.seeds), ("threads", args.threads),
-                       ("max_epochs", args.epochs), ("n_train", args.n_train)):
+                       ("max_epochs", args.epochs), ("eval_every", args.eval_every),
+                       ("n_train", args.n_train)):
         if value is not None:
             overrides[key] = value
+    if args.epochs is not None and args.budget is None:
+        overrides["budget_s"] = None  # --epochs alone: exactly that many epochs
     if args.no_rollout:
         overrides["rollout"] = False
     if args.models:
         overrides["models"] = tuple(args.models)
-    results = nbody.run(args.protocol, cache=args.cache, out_dir=args.out, **overrides)
+    results = nbody.run(args.protocol, cache=args.cache, out_dir=args.out, data=args.data,
+                        **overrides)
     print(nbody.format_table(results))
     return 0
 
@@ -181,8 +185,9 @@ def _add_nbody(subparsers) -> None:
 
     p = subparsers.add_parser(
         "nbody", help="charged 5-body task: GRepsNBody vs EGNN",
-        description="Train GRepsNBody and EGNN on EGNN's charged 5-body task (same "
-        "wall-clock budget each in the quick protocol) and print test MSE, timings, "
+        description="Train GRepsNBody and EGNN on EGNN's charged 5-body task (generated, "
+        "or the EGNN .npy files of --data; same wall-clock budget each in the quick "
+        "protocol, or --epochs) and print test MSE, timings, "
         "equivariance errors and long-rollout errors; write nbody_<protocol>.{json,md,png} "
         "to --out. Protocols: quick (2 CPU cores), paper (EGNN's, GPU), smoke.")
     p.add_argument("--protocol", default="quick", choices=list(PROTOCOLS),
@@ -195,7 +200,15 @@ def _add_nbody(subparsers) -> None:
                    help="comma-separated seeds (default: the protocol's)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch threads")
     p.add_argument("--epochs", type=_positive_int, default=None,
-                   help="most epochs per model and seed")
+                   help="epochs per model and seed; without --budget exactly this many "
+                   "(no time budget), with it at most this many")
+    p.add_argument("--eval-every", type=_positive_int, default=None, metavar="K",
+                   help="validate every K epochs (and after the last); the test MSE is "
+                   "reported at the best validation (default: the protocol's)")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="train/valid/test on the EGNN .npy files in DIR "
+                   "({loc,vel,charges,edges}_{train,valid,test}_<suffix>.npy) instead of "
+                   "generated data; their sha256 go into the JSON")
     p.add_argument("--n-train", type=_positive_int, default=None,
                    help="training trajectories")
     p.add_argument("--no-rollout", action="store_true", help="skip the long rollouts")

@@ -20,6 +20,7 @@ import functools
 import os
 import re
 import sys
+import textwrap
 
 __all__ = ["register"]
 
@@ -41,24 +42,52 @@ def _field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    from grepsnet_sciml.solvers.config import ExperimentConfig
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else repr(value)
 
-    defaults = ExperimentConfig()
-    for section in dataclasses.fields(ExperimentConfig):
-        cls = type(getattr(defaults, section.name))
-        group = parser.add_argument_group(f"[{section.name}] settings ({cls.__name__})")
-        docs = _field_docs(cls)
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    from grepsnet_sciml.solvers.config import DataConfig
+    from grepsnet_sciml.solvers.registry import AUTO_MODELS, FIELD_MEANINGS, REGISTRY
+    from grepsnet_sciml.solvers.trainer import TrainConfig
+
+    for section, cls in (("data", DataConfig), ("train", TrainConfig)):
+        group = parser.add_argument_group(f"[{section}] settings ({cls.__name__})")
+        docs, defaults = _field_docs(cls), cls()
         for f in dataclasses.fields(cls):
-            default = getattr(getattr(defaults, section.name), f.name)
-            shown = ",".join(map(str, default)) if isinstance(default, list) else default
-            group.add_argument(f"--{section.name}.{f.name}", dest=f"set:{section.name}.{f.name}",
+            group.add_argument(f"--{section}.{f.name}", dest=f"set:{section}.{f.name}",
                                metavar="VALUE", default=None,
-                               help=f"{docs.get(f.name, '')} (default: {shown!r})")
+                               help=f"{docs.get(f.name, '')} (default: "
+                               f"{_shown(getattr(defaults, f.name))})")
+    lines = []
+    for e in REGISTRY.values():
+        fields = ", ".join(f"{f.name}={_shown(getattr(e.config(), f.name))}"
+                           for f in dataclasses.fields(e.config))
+        lines += [f"  {e.name} ({e.display}, {e.kind}): {e.description}",
+                  textwrap.fill(fields, 88, initial_indent=" " * 6, subsequent_indent=" " * 6)]
+    group = parser.add_argument_group(
+        "[model] settings: name, then exactly that model's fields",
+        "\n".join(["models (fields with defaults):", *lines]))
+    group.add_argument("--model.name", dest="set:model.name", metavar="NAME", default=None,
+                       help="one of the models above (or its display name), or 'auto' "
+                       f"({AUTO_MODELS['field']} for fields, {AUTO_MODELS['particles']} for "
+                       "particles); applied before the other --model options and starts "
+                       "from that model's defaults (default: 'auto')")
+    owners: dict[str, list] = {}
+    for e in REGISTRY.values():
+        for f in dataclasses.fields(e.config):
+            owners.setdefault(f.name, []).append(e)
+    for key, entries in owners.items():
+        doc = FIELD_MEANINGS.get(key) or _field_docs(entries[0].config).get(key, "")
+        defaults = ", ".join(f"{e.name} {_shown(getattr(e.config(), key))}" for e in entries)
+        group.add_argument(f"--model.{key}", dest=f"set:model.{key}", metavar="VALUE",
+                           default=None, help=f"{doc} (defaults: {defaults})")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
-    return {k[4:]: v for k, v in vars(args).items() if k.startswith("set:") and v is not None}
+    """``section.field -> text`` of the options given, ``model.name`` first."""
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("set:") and v is not None}
+    return dict(sorted(given.items(), key=lambda kv: kv[0] != "model.name"))
 
 
 def _reported(command):
@@ -176,8 +205,9 @@ def register(subparsers) -> None:
     """Add the train, rollout, evaluate and diagnose commands."""
     p = subparsers.add_parser(
         "train", help="train a surrogate solver from a TOML config",
-        description="Train a surrogate on a generated dataset. Settings come from CONFIG "
-        "(TOML tables [data], [model], [train]) and --section.field options, which win.")
+        description="Train a surrogate on a generated dataset. Settings come from CONFIG\n"
+        "(TOML tables [data], [model], [train]) and --section.field options, which win.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", nargs="?", help="TOML config file (optional)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",

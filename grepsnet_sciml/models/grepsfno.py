@@ -31,8 +31,6 @@ torch.Size([3, 1, 16, 16])
 
 from __future__ import annotations
 
-import json
-
 import torch
 from torch import nn
 
@@ -59,8 +57,10 @@ def reps_from_attrs(
     Parameters
     ----------
     attrs : dict
-        Needs ``attrs["group"]`` (a group repr such as ``"D4()"``) and
-        ``attrs["representations"]`` (JSON such as ``'{"vorticity": "T0p", "velocity": "T1"}'``).
+        The dataset contract's attrs (:class:`~grepsnet_sciml.datasets.contract.DatasetSpec`):
+        ``attrs["group"]`` (a group repr such as ``"D4()"``) and ``attrs["representations"]``
+        (JSON such as ``'{"vorticity": "T0p", "velocity": "T1"}'``); ``attrs["kind"]``, if
+        given, must be ``"field"``.
     inputs, outputs : sequence of str
         Variables fed in (``t_in`` frames each, in this order) and predicted (one frame each).
     t_in : int
@@ -71,19 +71,19 @@ def reps_from_attrs(
     rep_in, rep_out : Reps
         E.g. ``Reps('10xT0p', D4())`` and ``Reps('T0p', D4())``.
     """
-    for key in ("group", "representations"):
-        if key not in attrs:
-            raise ValueError(f"attrs: missing {key!r}; expected the dataset contract's attrs")
-    group = group_from_string(attrs["group"])
-    kinds = json.loads(attrs["representations"])
+    from grepsnet_sciml.datasets.contract import DatasetSpec
+
+    spec = DatasetSpec.from_attrs({"kind": "field", **attrs}, source="attrs")
+    if spec.kind != "field":
+        raise ValueError(f"attrs: attrs['kind'] = {spec.kind!r}; GRepsFNO2d needs 'field' data")
     for name in tuple(inputs) + tuple(outputs):
-        if name not in kinds:
+        if name not in spec.representations:
             raise ValueError(
                 f"inputs/outputs: {name!r} is not among the dataset's representations "
-                f"{sorted(kinds)}"
+                f"{sorted(spec.representations)}"
             )
-    rep_in = Reps(" + ".join(f"{t_in}x{kinds[n]}" for n in inputs), group)
-    rep_out = Reps(" + ".join(f"1x{kinds[n]}" for n in outputs), group)
+    rep_in = sum((spec.reps(n, t_in) for n in inputs[1:]), spec.reps(inputs[0], t_in))
+    rep_out = sum((spec.reps(n) for n in outputs[1:]), spec.reps(outputs[0]))
     return rep_in, rep_out
 
 
