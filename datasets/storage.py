@@ -108,7 +108,6 @@ _ZARR_METADATA = {"zarr.json", ".zattrs", ".zgroup", ".zmetadata"}
 _STORE_NAME = "store.zarr"
 _ASSEMBLED_NAME = "assembled.nc"
 _REPLACED_NAME = "replaced"
-_DATASET_KINDS = ("field", "particles")
 # Time-like coordinates (e.g. ``time`` with units "s") stay plain floats on reading.
 _OPEN_OPTIONS = {"decode_times": False, "decode_timedelta": False}
 
@@ -906,60 +905,47 @@ def _zarr_chunk_key(array_dir: Path, coords: tuple[int, ...]) -> str:
     return (separator or ".").join(map(str, coords)) or "0"
 
 
-def validate_dataset(ds: xr.Dataset, source: str = "dataset") -> None:
-    """Check the attrs every grepsnet-sciml dataset declares.
+def validate_dataset(ds: xr.Dataset, source: str | None = None):
+    """Check the attrs every grepsnet-sciml dataset declares: the contract of
+    :class:`~grepsnet_sciml.datasets.contract.DatasetSpec`.
 
-    ``kind`` is ``"field"`` or ``"particles"``; ``group`` is the repr of a group
-    (:func:`grepsnet_sciml.groups.group_from_string`); ``representations`` is a JSON object
-    mapping variable names (at least one of them a variable of ``ds``; the others are
-    optional variables not stored) to representation kinds of that group.
+    ``kind`` is ``"field"`` or ``"particles"``; ``group`` is the repr of a group;
+    ``representations`` is a JSON object mapping variable names (at least one of them a
+    variable of ``ds``; the others are optional variables not stored) to representation
+    kinds of that group; ``symmetry`` (optional) declares the elements
+    (:meth:`~grepsnet_sciml.datasets.contract.DatasetSpec.from_dataset`).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    source : str, optional
+        Names ``ds`` in errors (default
+        :func:`~grepsnet_sciml.datasets.contract.source_of`).
+
+    Returns
+    -------
+    DatasetSpec
+        The parsed attrs.
 
     Raises
     ------
     ValueError
-        Naming ``source``, the attribute and what was expected.
+        Naming ``source``, the attribute and what was expected; a dataset lacking all of
+        ``kind``, ``group`` and ``representations`` is called not a grepsnet-sciml dataset.
     """
-    from grepsnet_sciml.groups import group_from_string
-    from grepsnet_sciml.reps import Reps
+    from .contract import DatasetSpec, source_of
 
+    source = source_of(ds) if source is None else str(source)
     missing = [a for a in ("kind", "group", "representations") if a not in ds.attrs]
     if missing:
         raise ValueError(
             f"{source}: not a grepsnet-sciml dataset: attrs {missing} missing (expected "
             "'kind', 'group' and 'representations', as written by grepsnet_sciml.datasets)"
         )
-    if ds.attrs["kind"] not in _DATASET_KINDS:
-        raise ValueError(
-            f"{source}: attrs['kind'] = {ds.attrs['kind']!r}, expected one of {_DATASET_KINDS}"
-        )
-    try:
-        group = group_from_string(str(ds.attrs["group"]))
-    except ValueError as err:
-        raise ValueError(f"{source}: attrs['group'] = {ds.attrs['group']!r}: {err}") from err
-    try:
-        reps = json.loads(ds.attrs["representations"])
-    except (TypeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"{source}: attrs['representations'] = {ds.attrs['representations']!r} is not "
-            'a JSON object such as \'{"vorticity": "T0p"}\''
-        ) from err
-    if not isinstance(reps, dict) or not reps:
-        raise ValueError(
-            f"{source}: attrs['representations'] = {ds.attrs['representations']!r}, expected "
-            "a non-empty JSON object mapping variable names to representation kinds"
-        )
-    if not any(name in ds.variables for name in reps):
-        raise ValueError(
-            f"{source}: attrs['representations'] = {ds.attrs['representations']!r} names no "
-            f"variable of the dataset (variables: {sorted(map(str, ds.variables))})"
-        )
-    for name, kind in reps.items():  # optional variables (e.g. velocity) may be absent
-        try:
-            Reps(f"1x{kind}", group)
-        except ValueError as err:
-            raise ValueError(
-                f"{source}: attrs['representations'][{name!r}] = {kind!r}: {err}"
-            ) from err
+    if source_of(ds) != source:  # name ds as the caller does
+        ds = ds.copy(deep=False)
+        ds.encoding = {**ds.encoding, "source": source}
+    return DatasetSpec.from_dataset(ds)
 
 
 # --------------------------------------------------------------------------------------------

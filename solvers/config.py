@@ -36,12 +36,15 @@ True
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from grepsnet_sciml._atomic import atomic_write_text
 from grepsnet_sciml.groups import group_from_string
 
 from .registry import (
@@ -55,7 +58,7 @@ from .registry import (
 from .trainer import TrainConfig
 
 __all__ = ["DataConfig", "ExperimentConfig", "config_from_dict", "config_to_dict",
-           "model_to_dict", "load_config", "set_field"]
+           "model_to_dict", "load_config", "save_config", "set_field"]
 
 
 @dataclass
@@ -88,6 +91,10 @@ class DataConfig:
         Fields: a group (``"C4"``, ``"D4"``), a subgroup of the data's, whose random element
         ``g`` replaces each training item ``(x, y)`` by ``(g . x, g . y)``; ``""``: none.
         Models that train on augmented data (``fno-aug``) set it themselves.
+    normalize : bool
+        Scale inputs and outputs by one statistic per field of the training data
+        (:mod:`~.normalize`); false: the model sees the data as stored (identity
+        normalizers, as in G-FNO's protocol).
     """
 
     train: str = ""
@@ -102,6 +109,7 @@ class DataConfig:
     predict_velocity: bool = True
     valid_rollout_steps: int = 10
     augment: str = ""
+    normalize: bool = True
 
     def __post_init__(self):
         if not isinstance(self.augment, str):
@@ -184,6 +192,57 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"config: {path!r} is not valid TOML ({err})") from err
     return config_from_dict(values)
+
+
+def _toml_value(value, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if math.isfinite(value) else ("nan" if value != value else
+                                                        ("inf" if value > 0 else "-inf"))
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v, key) for v in value) + "]"
+    raise ValueError(f"{key}: cannot write {value!r} to TOML; expected a bool, number, string "
+                     "or list of them")
+
+
+def save_config(cfg: ExperimentConfig, path: str | os.PathLike) -> str:
+    """Write ``cfg`` as a TOML file that :func:`load_config` reads back to ``cfg``.
+
+    Settings left unset (``None``) are omitted, so they read back as their default.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+    path : str or PathLike
+        The file (written atomically; its folder is created).
+
+    Returns
+    -------
+    str
+        The TOML text.
+
+    Raises
+    ------
+    ValueError
+        A setting that TOML cannot hold, or one whose default is not ``None`` left unset
+        (the file would not read back to ``cfg``).
+    """
+    lines = []
+    for section, values in config_to_dict(cfg).items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value, f'{section}.{key}')}"
+                  for key, value in values.items() if value is not None]
+        lines.append("")
+    text = "\n".join(lines)
+    if config_from_dict(tomllib.loads(text)) != cfg:
+        raise ValueError(f"config: {os.fspath(path)!r} would not read back to the config "
+                         "(an unset setting whose default is not None?)")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_text(path, text)
+    return text
 
 
 def _model_hint(model, key: str):

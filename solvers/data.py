@@ -177,12 +177,16 @@ class FieldLayout:
                    group_from_string(data["group"]))
 
 
-def field_layout(ds: xr.Dataset, variables: Sequence[str] | None = None) -> FieldLayout:
-    """The :class:`FieldLayout` of ``variables`` (default: vorticity) declared by ``ds``."""
+def field_layout(ds: xr.Dataset, variables: Sequence[str] | None = None, *,
+                 spec: DatasetSpec | None = None) -> FieldLayout:
+    """The :class:`FieldLayout` of ``variables`` (default: vorticity) declared by ``ds``.
+
+    ``spec``: ``DatasetSpec.from_dataset(ds)`` when the caller has parsed it already.
+    """
     variables = tuple(variables) if variables is not None else ("vorticity",)
     if not variables:
         raise ValueError("variables: expected at least one field variable, got ()")
-    spec = DatasetSpec.from_dataset(ds)
+    spec = spec or DatasetSpec.from_dataset(ds)
     spec.require(ds, "field", variables)
     return FieldLayout(variables, tuple(spec.representations[v] for v in variables), spec.group)
 
@@ -298,12 +302,14 @@ class FieldWindows(torch.utils.data.Dataset):
         return x, y
 
 
-def particle_reps(ds: xr.Dataset, predict_velocity: bool = False):
+def particle_reps(ds: xr.Dataset, predict_velocity: bool = False, *,
+                  spec: DatasetSpec | None = None):
     """``(rep_in, rep_out)`` of a particle dataset: ``(T1, T1, T0) -> T1`` (or ``(T1, T1)``).
 
     Inputs are (positions, velocities, charges), outputs positions (and velocities).
+    ``spec``: ``DatasetSpec.from_dataset(ds)`` when the caller has parsed it already.
     """
-    spec = DatasetSpec.from_dataset(ds)
+    spec = spec or DatasetSpec.from_dataset(ds)
     spec.require(ds, "particles", PARTICLE_VARIABLES)
     rep_in = tuple(spec.reps(v) for v in PARTICLE_VARIABLES)
     if predict_velocity:

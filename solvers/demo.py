@@ -4,25 +4,29 @@ symmetry diagnostics and a report, for Navier-Stokes (NS-Sym) and charged partic
 Each part trains an equivariant model and a baseline on the same data and compares them
 side by side (:func:`~.compare.compare_job`): GRepsFNO and FNO on NS-Sym, GRepsNBody and
 EGNN on charged particles. Sizes (:class:`DemoConfig`) are chosen to finish in about 5
-minutes on 2 CPU cores. Data already generated in ``out_dir/data`` is reused; training
-always starts fresh: the demo replaces its own earlier runs and results (``overwrite``), and
-refuses a folder of other files.
+minutes on 2 CPU cores. The data is generated chunk by chunk into zarr stores in
+``out_dir/data`` (:func:`~grepsnet_sciml.datasets.splits.generate_to_store`,
+:func:`~grepsnet_sciml.datasets.splits.generate_splits`; each split from its own stream): an
+interrupted generation resumes, a finished one is reused. Every model's config is written
+beside its run folder (``<run>.toml``, :func:`~.config.save_config`, read by ``grepsnet
+train``). Training always starts fresh: the demo replaces its own earlier runs and results
+(``overwrite``), and refuses a folder of other files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from grepsnet_sciml._atomic import atomic_write_text
+from grepsnet_sciml.datasets.splits import generate_splits, generate_to_store, split_seed
 
 from .compare import compare_job
-from .config import ExperimentConfig, config_from_dict
+from .config import ExperimentConfig, config_from_dict, save_config
 from .experiment import load_model, train
 from .plots import write_json
 
@@ -82,46 +86,40 @@ class DemoConfig:
     progress: bool = True
 
 
-def _write_store(ds, path: str) -> None:
-    tmp = path + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    # zarr v3 has no fixed-width string type: store string coordinates variable-length
-    fixed = [name for name, var in ds.variables.items() if var.dtype.kind == "U"]
-    ds = ds.assign_coords({name: ds[name].astype(object) for name in fixed})
-    ds.to_zarr(tmp, consolidated=False)
-    os.replace(tmp, path)
-
-
 def _ns_data(cfg: DemoConfig, folder: str) -> tuple[str, str]:
+    """NS-Sym train and test stores, each from its own stream (seed ``split_seed(0, split)``).
+
+    The test split holds only the ``t_in`` frames the rollouts start from.
+    """
     from grepsnet_sciml.datasets import navier_stokes
 
     paths = []
-    for split, n, seed, frames in (("train", cfg.ns_train, 0, cfg.ns_frames),
-                                   ("test", cfg.ns_test, 1, cfg.t_in)):
+    for split, n, frames in (("train", cfg.ns_train, cfg.ns_frames),
+                             ("test", cfg.ns_test, cfg.t_in)):
         path = os.path.join(folder, f"ns_sym_{split}.zarr")
         if not os.path.exists(path):
-            ds = navier_stokes.generate(
-                n, "ns-sym", resolution=cfg.resolution, sim_resolution=cfg.resolution,
-                viscosity=cfg.viscosity, t_final=float(frames), record_every=1.0, seed=seed,
+            generate_to_store(
+                navier_stokes.generate, path, n, seed=split_seed(0, split), chunk_size=8,
+                kwargs={"preset": "ns-sym", "resolution": cfg.resolution,
+                        "sim_resolution": cfg.resolution, "viscosity": cfg.viscosity,
+                        "t_final": float(frames), "record_every": 1.0, "progress": False},
                 progress=cfg.progress)
-            _write_store(ds, path)
         paths.append(path)
     return paths[0], paths[1]
 
 
 def _particle_data(cfg: DemoConfig, folder: str) -> tuple[str, str]:
+    """Charged-particle train and test stores of the ``clean`` preset (seed 0, keyed by split)."""
     from grepsnet_sciml.datasets import charged_particles
 
-    paths = []
-    for split, n in (("train", cfg.particle_train), ("test", cfg.particle_test)):
-        path = os.path.join(folder, f"particles_{split}.zarr")
-        if not os.path.exists(path):
-            ds = charged_particles.generate(n, preset="clean", seed=0, split=split,
-                                            progress=cfg.progress)
-            _write_store(ds, path)
-        paths.append(path)
-    return paths[0], paths[1]
+    path = os.path.join(folder, "particles")
+    stores = {s: os.path.join(path, f"{s}.zarr") for s in ("train", "test")}
+    if not os.path.exists(path):
+        generate_splits(charged_particles.generate, path,
+                        {"train": cfg.particle_train, "test": cfg.particle_test}, seed=0,
+                        kwargs={"preset": "clean", "progress": False}, split_argument=True,
+                        progress=cfg.progress)
+    return stores["train"], stores["test"]
 
 
 def _fmt(x: float) -> str:
@@ -139,7 +137,9 @@ def _parameters(checkpoint: str) -> int:
 
 
 def _train_fresh(cfg) -> tuple[str, list[dict], float]:
-    """Train ``cfg`` from scratch; ``(best checkpoint, history, seconds)``."""
+    """Write ``cfg`` to ``<out_dir>.toml`` and train it from scratch; ``(best checkpoint,
+    history, seconds)``."""
+    save_config(cfg, cfg.train.out_dir.rstrip(os.sep) + ".toml")
     clock = time.perf_counter()
     _, history = train(cfg, overwrite=True)
     return os.path.join(cfg.train.out_dir, "best.pt"), history, time.perf_counter() - clock
@@ -223,6 +223,8 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
             f"{numbers[n]['train_seconds']:.0f}" for n in names) + " |",
         "", f"The solver's own equivariance error at step {cfg.diagnose_steps}: "
         f"{numbers['solver']['equivariance_error_last_step']:.2e}.", "",
+        "Configs: " + ", ".join(f"`ns/{os.path.basename(r.train.out_dir)}.toml`"
+                                for r in runs.values()) + ".", "",
         "![error vs time](ns/error_vs_time.png)", "",
         "![equivariance error](ns/equivariance_error.png)", "",
         "![transformed test error](ns/transformed_test_error.png)", "",
@@ -299,7 +301,9 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
         "| parameters | " + " | ".join(str(numbers[n]["parameters"]) for n in names) + " |",
         "| training time (s) | " + " | ".join(
             f"{numbers[n]['train_seconds']:.0f}" for n in names) + " |",
-        "", "![trajectories](particles/trajectories.png)", "",
+        "", "Configs: " + ", ".join(f"`particles/{os.path.basename(r.train.out_dir)}.toml`"
+                                    for r in runs.values()) + ".", "",
+        "![trajectories](particles/trajectories.png)", "",
         "![error vs time](particles/error_vs_time.png)", "",
         "![energy drift](particles/energy_drift.png)", "",
         "![equivariance error](particles/equivariance_error.png)", ""]

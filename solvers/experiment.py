@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from grepsnet_sciml.datasets.contract import DatasetSpec
 from grepsnet_sciml.groups import PlanarGroup, group_from_string
 from grepsnet_sciml.reps import Reps
 
@@ -84,16 +85,6 @@ def check_modes(name: str, modes: int, grid: tuple[int, int], source: str = "the
             f"model.modes: {modes} is too large for the {grid[0]}x{grid[1]} grid of {source}: "
             f"{name!r} keeps the window |k| <= modes - 1, which must stay below Nyquist "
             f"N/2 = {n // 2}; expected modes <= {n // 2}")
-
-
-def _kind(ds) -> str:
-    kind = ds.attrs.get("kind")
-    if kind not in ("field", "particles"):
-        raise ValueError(
-            f"{ds.attrs.get('_source', 'dataset')}: attrs['kind'] is {kind!r}; expected "
-            "'field' or 'particles'"
-        )
-    return kind
 
 
 def _split(cfg: ExperimentConfig):
@@ -182,7 +173,7 @@ def make_datasets(cfg: ExperimentConfig):
     :class:`GroupAugmented` over the :class:`~.data.FieldWindows` (``train_set.base``).
     """
     train_ds, train_idx, valid_ds, valid_idx = _split(cfg)
-    kind = _kind(train_ds)
+    kind = DatasetSpec.from_dataset(train_ds).kind
     d = cfg.data
     if kind == "field":
         train_set = FieldWindows(train_ds, d.t_in, d.t_out, d.variables, samples=train_idx)
@@ -226,22 +217,18 @@ def model_from_dataset(ds, name: str = "auto", *, t_in: int = 10, t_out: int = 1
     (Reps('3xT0p', D4()), Reps('T0p', D4()))
     """
     ds = open_dataset(ds)
-    kind = _kind(ds)
-    if kind == "field":
-        layout = field_layout(ds, variables)
+    spec = DatasetSpec.from_dataset(ds)
+    if spec.kind == "field":
+        layout = field_layout(ds, variables, spec=spec)
         rep_in, rep_out = layout.reps(t_in), layout.reps(t_out)
     else:
-        rep_in, rep_out = particle_reps(ds, predict_velocity)
-    cfg = resolve_auto(model_config(name, hparams), kind)
+        rep_in, rep_out = particle_reps(ds, predict_velocity, spec=spec)
+    cfg = resolve_auto(model_config(name, hparams), spec.kind)
     name = model_name(cfg)
-    _check_kind(name, kind, _source_of(ds))
-    if kind == "field":
-        _check_window(cfg, (ds.sizes["x"], ds.sizes["y"]), _source_of(ds))
+    _check_kind(name, spec.kind, spec.source)
+    if spec.kind == "field":
+        _check_window(cfg, (ds.sizes["x"], ds.sizes["y"]), spec.source)
     return build_core(cfg, rep_in, rep_out)
-
-
-def _source_of(ds) -> str:
-    return str(ds.encoding.get("source") or ds.attrs.get("_source") or "the data")
 
 
 def _field_normalizers(layout: FieldLayout, frames: torch.Tensor, t_in: int, t_out: int):
@@ -285,6 +272,8 @@ def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
                 rep_in=None, rep_out=None) -> NormalizedModel:
     """The configured model wrapped in its normalization (statistics from ``train_set``).
 
+    With ``cfg.data.normalize`` false the normalizers are the identity (scale 1, shift 0).
+
     Raises
     ------
     ValueError
@@ -302,14 +291,20 @@ def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
     if kind == "field":
         layout = layout or train_set.layout
         rep_in, rep_out = layout.reps(cfg.data.t_in), layout.reps(cfg.data.t_out)
-        frames = (train_set.data[:64] if train_set is not None and train_set.data is not None
-                  else field_trajectories(train_set.ds, layout, train_set.samples[:16])
-                  if train_set is not None else torch.ones(1, 1, layout.frame_channels, 1, 1))
-        ins, outs = _field_normalizers(layout, frames, cfg.data.t_in, cfg.data.t_out)
+        if cfg.data.normalize:
+            frames = (train_set.data[:64] if train_set is not None and train_set.data is not None
+                      else field_trajectories(train_set.ds, layout, train_set.samples[:16])
+                      if train_set is not None else torch.ones(1, 1, layout.frame_channels, 1, 1))
+            ins, outs = _field_normalizers(layout, frames, cfg.data.t_in, cfg.data.t_out)
+        else:  # identity: scale 1, shift 0 per field
+            ones, zeros = [1.0] * len(layout.kinds), [0.0] * len(layout.kinds)
+            ins, outs = (Normalizer(layout.reps(t), ones, zeros, "grid")
+                         for t in (cfg.data.t_in, cfg.data.t_out))
     else:
         if train_set is not None:
             rep_in, rep_out = train_set.rep_in, train_set.rep_out
-        ins, outs = _particle_normalizers(rep_in, rep_out, train_set)
+        ins, outs = _particle_normalizers(rep_in, rep_out,
+                                          train_set if cfg.data.normalize else None)
     core = build_core(model_cfg, rep_in, rep_out)
     return NormalizedModel(core, ins, outs)
 
@@ -360,6 +355,11 @@ def _check_resume(cfg: ExperimentConfig) -> None:
     kind = ckpt["meta"].get("kind")
     if kind in AUTO_MODELS:  # "auto" is stored as the model it became
         now["model"] = model_to_dict(resolve_auto(cfg.model, kind))
+
+    added = {"data": {"normalize": True}}  # settings added later had their default then
+    for section, defaults in added.items():
+        for key, value in defaults.items():
+            stored.setdefault(section, {}).setdefault(key, value)
 
     def same(section: str, key: str, a, b) -> bool:
         # a data path given relative once and absolute the next time is the same data

@@ -13,8 +13,8 @@ from grepsnet_sciml.cli import main
 def test_bench_ns_forwards_its_options(monkeypatch, tmp_path, capsys):
     calls = {}
 
-    def fake_run(*args):
-        calls["run"] = args
+    def fake_run(*args, **kwargs):
+        calls["run"], calls["kwargs"] = args, kwargs
         return {"summary": [], "files": {"json": str(tmp_path / "x.json")}}
 
     monkeypatch.setattr(ns, "run", fake_run)
@@ -24,7 +24,14 @@ def test_bench_ns_forwards_its_options(monkeypatch, tmp_path, capsys):
                  "--no-progress"]) == 0
     assert calls["run"] == ("tiny", "ns", ["GRepsFNO", "FNO"], (3, 4), None, tmp_path, "cpu", 2,
                             False)
+    assert calls["kwargs"] == {"data": None}
     assert capsys.readouterr().out.splitlines()[0] == "TABLE"
+    # the user's data with the protocol's sizes replaced: only the given ones are forwarded
+    assert main(["bench", "ns", "--data", str(tmp_path / "u.mat"), "--n-train", "30",
+                 "--n-test", "4", "--t-in", "5", "--steps", "6", "--epochs", "7",
+                 "--eval-every", "2"]) == 0
+    assert calls["kwargs"] == {"data": tmp_path / "u.mat", "n_train": 30, "n_test": 4,
+                               "t_in": 5, "steps": 6, "epochs": 7, "valid_every": 2}
 
     def fake_time(*args):
         calls["time"] = args
@@ -73,6 +80,8 @@ def test_bench_nbody_reports_a_bad_data_folder(tmp_path, capsys):
     (["ns", "--models", "GNN"], "invalid choice: 'GNN'"),
     (["ns", "--threads", "0"], "expected a positive integer, got '0'"),
     (["ns", "--seeds", "a,b"], "expected comma-separated non-negative integers"),
+    (["ns", "--eval-every", "0"], "expected a positive integer, got '0'"),
+    (["ns", "--n-train", "-3"], "expected a positive integer, got '-3'"),
     (["nbody", "--budget", "-5"], "expected a positive number of seconds, got '-5'"),
     (["nbody", "--budget", "inf"], "expected a positive number of seconds, got 'inf'"),
     (["nbody", "--epochs", "x"], "expected a positive integer, got 'x'"),
@@ -94,6 +103,10 @@ def test_drivers_reject_bad_settings(tmp_path):
         ns.run("tiny", models=["GNN"], out_dir=tmp_path)
     with pytest.raises(ValueError, match="protocol: expected one of .*got 'huge'"):
         ns.time_models("huge", out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"overrides: unknown settings \['budget'\]"):
+        ns.run("tiny", out_dir=tmp_path, budget=3)
+    with pytest.raises(ValueError, match="epochs: expected a positive integer, got 0"):
+        ns.run("tiny", out_dir=tmp_path, epochs=0)
     with pytest.raises(ValueError, match="protocol: expected one of .*got 'huge'"):
         nbody.run("huge", cache=tmp_path, out_dir=tmp_path)
     with pytest.raises(ValueError, match=r"overrides: unknown settings \['budget'\]"):

@@ -1,18 +1,24 @@
-"""``benchmarks.ns``: the ``tiny`` protocol end to end, per-process runs merged, bad merges."""
+"""``benchmarks.ns``: the ``tiny`` protocol end to end, per-process runs merged, bad merges,
+rows reproduced by ``grepsnet train`` from their TOML, the user's ``.mat`` data."""
 
+import hashlib
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from grepsnet_sciml.benchmarks import ns
+from grepsnet_sciml.cli import main
+from grepsnet_sciml.solvers.config import load_config
+from grepsnet_sciml.solvers.trainer import load_checkpoint
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ns")
     out = {}
-    for tag, models in (("a", ["GRepsFNO", "FNO"]), ("b", ["GFNO-p4"])):
+    for tag, models in (("a", ["GRepsFNO", "FNO"]), ("b", ["GFNO-p4", "FNO+aug"])):
         out[tag] = ns.run("tiny", "ns-sym", models=models, cache=root / "cache",
                           out_dir=root / tag, progress=False)
     return root, out
@@ -41,8 +47,9 @@ def test_merge_joins_rows_and_rejects_mismatches(runs, tmp_path):
     root, out = runs
     paths = [root / t / "ns_tiny_ns-sym.json" for t in ("a", "b")]
     merged = ns.merge(paths, tmp_path)
-    assert [r["model"] for r in merged["rows"]] == ["GRepsFNO", "FNO", "GFNO-p4"]
-    assert [e["model"] for e in merged["summary"]] == ["GRepsFNO", "FNO", "GFNO-p4"]
+    names = ["GRepsFNO", "FNO", "GFNO-p4", "FNO+aug"]
+    assert [r["model"] for r in merged["rows"]] == names
+    assert [e["model"] for e in merged["summary"]] == names
     assert (tmp_path / "ns_tiny_ns-sym.png").stat().st_size > 0
     with pytest.raises(ValueError, match="appears in more than one file"):
         ns.merge([paths[0], paths[0]], tmp_path)
@@ -62,8 +69,6 @@ def test_merge_joins_rows_and_rejects_mismatches(runs, tmp_path):
 
 
 def test_cli_data_only_and_merge(runs, tmp_path, capsys):
-    from grepsnet_sciml.cli import main
-
     root, _ = runs
     assert main(["bench", "ns", "--protocol", "tiny", "--data-only", "--cache",
                  str(root / "cache"), "--no-progress"]) == 0
@@ -71,3 +76,90 @@ def test_cli_data_only_and_merge(runs, tmp_path, capsys):
     paths = [str(root / t / "ns_tiny_ns-sym.json") for t in ("a", "b")]
     assert main(["bench", "ns", "--merge", *paths, "--out", str(tmp_path)]) == 0
     assert "| GFNO-p4 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tag, model", [("a", "GRepsFNO"), ("b", "FNO+aug")])
+def test_row_config_reproduces_the_row_with_grepsnet_train(runs, tmp_path, tag, model):
+    root, out = runs
+    row = next(r for r in out[tag]["rows"] if r["model"] == model)
+    toml = root / tag / "configs" / f"{model}_seed0.toml"
+    assert row["config"] == str(toml)
+    cfg = load_config(toml)
+    # G-FNO's settings, unnormalized, validated on the rollout over `steps`
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay, cfg.train.schedule,
+            cfg.train.loss, cfg.train.batch_size, cfg.train.epochs) == (
+        "adam", 1e-3, 1e-4, "cosine", "relative_l2", 10, 2)
+    assert (cfg.data.normalize, cfg.data.t_in, cfg.data.valid_rollout_steps) == (False, 4, 3)
+    bench = load_checkpoint(f"{cfg.train.out_dir}/best.pt")
+    assert bench["best"] * 100 == pytest.approx(row["best_valid_error"], rel=1e-12)
+    assert main(["train", str(toml), "--train.out_dir", str(tmp_path / "again"),
+                 "--train.progress", "false"]) == 0
+    again = load_checkpoint(tmp_path / "again" / "best.pt")
+    assert again["best"] == bench["best"] and again["epoch"] == bench["epoch"]
+    assert bench["model"].keys() == again["model"].keys()
+    for key, value in bench["model"].items():
+        assert torch.equal(value, again["model"][key]), key
+
+
+def _tiny_mat(runs, path):
+    """A G-FNO-layout .mat file (u: (N, X, Y, T)) of the generated tiny trajectories."""
+    import scipy.io
+
+    root, _ = runs
+    store = next((root / "cache").glob("ns_ns-sym_tiny_train_*.zarr"))
+    w = ns.open_dataset(store)["vorticity"].values  # (20, 7, 16, 16)
+    scipy.io.savemat(path, {"u": w.transpose(0, 2, 3, 1)})
+    return w
+
+
+def test_bench_on_a_mat_file(runs, tmp_path, capsys):
+    mat = tmp_path / "ns_tiny.mat"
+    w = _tiny_mat(runs, mat)
+    argv = ["bench", "ns", "--protocol", "tiny", "--data", str(mat), "--n-train", "10",
+            "--n-valid", "5", "--n-test", "5", "--epochs", "1", "--eval-every", "1",
+            "--models", "GRepsFNO", "--cache", str(tmp_path / "cache"), "--out",
+            str(tmp_path / "out"), "--no-progress"]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "out" / "ns_tiny_ns-sym.json").read_text())
+    assert result["data"]["path"] == str(mat)
+    assert result["data"]["sha256"] == hashlib.sha256(mat.read_bytes()).hexdigest()
+    assert result["data"]["format"] == "mat" and result["data"]["frames"] == 7
+    assert result["protocol"]["epochs"] == 1 and result["protocol"]["n_train"] == 10
+    (entry,) = result["summary"]
+    assert entry["model"] == "GRepsFNO" and 0 < entry["test_error"] < 100
+    row = result["rows"][0]
+    assert "rollout_error_2x" not in row  # 7 frames: no room for a 2x rollout
+    assert all(np.isfinite(v) for v in row["per_step_error"]) and len(row["per_step_error"]) == 3
+    assert row["equivariance_error_declared"] < 1e-5
+    # the test split is trajectories 15..19 of the file, first 7 frames
+    cfg = load_config(row["config"])
+    test = ns.open_dataset(cfg.data.train.replace("train_from0_n10", "test_from15_n5"))
+    np.testing.assert_array_equal(test["vorticity"].values, w[15:20])
+
+
+def test_bench_refuses_foreign_or_wrong_data(runs, tmp_path, capsys):
+    import scipy.io
+
+    common = ["--protocol", "tiny", "--n-train", "10", "--n-valid", "5", "--n-test", "5",
+              "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    foreign = tmp_path / "foreign.mat"
+    foreign.write_text("not a MATLAB file")
+    no_u = tmp_path / "no_u.mat"
+    scipy.io.savemat(no_u, {"a": np.zeros((2, 8, 8))})
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    short = tmp_path / "short.mat"
+    scipy.io.savemat(short, {"u": np.zeros((20, 16, 16, 5))})
+    few = tmp_path / "few.mat"
+    _tiny_mat(runs, few)
+    for path, message in ((foreign, "foreign.mat"), (no_u, "no variable 'u'"),
+                          (notes, "notes.txt: not a readable zarr store"),
+                          (tmp_path / "nowhere.mat", "nowhere.mat does not exist"),
+                          (short, "has 5 frames per trajectory; expected at least t_in + "
+                           "steps = 7")):
+        assert main(["bench", "ns", "--data", str(path), *common]) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(path) in err, err
+    assert main(["bench", "ns", "--data", str(few), *common[:-4], "--n-test", "50"]) == 2
+    assert "has 20 trajectories; expected at least 65" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

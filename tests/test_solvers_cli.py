@@ -90,3 +90,26 @@ def test_demo_small(tmp_path):
     for name in ("GRepsNBody", "EGNN"):
         assert len(particles[name]["position_mse_per_step"]) == 6
         assert max(particles[name]["equivariance_error_per_step"]) < 1e-10
+    # every trained model's config is written beside its run, and is what was trained
+    from grepsnet_sciml.solvers.config import load_config
+    from grepsnet_sciml.solvers.experiment import load_model
+
+    for part, run in (("ns", "train_grepsfno"), ("ns", "train_fno"),
+                      ("particles", "train_grepsnbody"), ("particles", "train_egnn")):
+        assert f"`{part}/{run}.toml`" in report
+        cfg = load_config(tmp_path / part / f"{run}.toml")
+        assert cfg == load_model(str(tmp_path / part / run / "best.pt")).config
+    # the data went through the resumable generate path: zarr stores with per-split seeds
+    from grepsnet_sciml.datasets import navier_stokes
+    from grepsnet_sciml.datasets.splits import split_seed
+    from grepsnet_sciml.datasets.storage import open_dataset
+
+    ns_train = open_dataset(tmp_path / "data" / "ns_sym_train.zarr")
+    ns_test = open_dataset(tmp_path / "data" / "ns_sym_test.zarr")
+    assert (ns_train.sizes["sample"], ns_test.sizes["sample"]) == (6, 2)
+    expected = navier_stokes.generate(2, "ns-sym", resolution=16, sim_resolution=16,
+                                      viscosity=1e-3, t_final=2.0, record_every=1.0,
+                                      seed=split_seed(0, "test"), progress=False)
+    assert (ns_test.vorticity.values == expected.vorticity.values).all()
+    particles_test = open_dataset(tmp_path / "data" / "particles" / "test.zarr")
+    assert particles_test.attrs["split"] == "test" and particles_test.sizes["sample"] == 2

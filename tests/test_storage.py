@@ -288,6 +288,21 @@ def test_a_second_writer_is_locked_out(tmp_path):
     xr.testing.assert_identical(open_dataset(path).load(), standin_generate(N, seed=0))
 
 
+def test_validate_dataset_is_the_contract():
+    from grepsnet_sciml.datasets.contract import DatasetSpec
+
+    ds = standin_generate(2, seed=0)
+    spec = storage.validate_dataset(ds, source="mine.zarr")
+    assert spec == DatasetSpec.from_dataset(ds) and spec.kind == ds.attrs["kind"]
+    with pytest.raises(ValueError, match=r"^mine.zarr: attrs\['kind'\] = 'points'; expected "
+                                         r"one of \('field', 'particles'\)"):
+        storage.validate_dataset(ds.assign_attrs(kind="points"), source="mine.zarr")
+    # the errors name the dataset as xarray does when no source is given
+    ds.encoding["source"] = "/data/x.zarr"
+    with pytest.raises(ValueError, match=r"^/data/x.zarr: attrs\['group'\] = 'E\(7\)'"):
+        storage.validate_dataset(ds.assign_attrs(group="E(7)"))
+
+
 def test_open_dataset_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.zarr"):
         open_dataset(tmp_path / "nothing.zarr")
@@ -298,7 +313,7 @@ def test_open_dataset_errors(tmp_path):
     bad = standin_generate(2, seed=0)
     bad.attrs["representations"] = json.dumps({"pressure": "T0"})
     bad.to_netcdf(tmp_path / "bad.nc", engine="h5netcdf")
-    with pytest.raises(ValueError, match="names no variable of the dataset"):
+    with pytest.raises(ValueError, match=r"names \[.pressure.\], no variable of the dataset"):
         open_dataset(tmp_path / "bad.nc")
     bad.attrs["representations"] = json.dumps({"vorticity": "T7"})
     bad.to_netcdf(tmp_path / "bad2.nc", engine="h5netcdf")

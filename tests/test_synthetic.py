@@ -25,7 +25,7 @@ from grepsnet_sciml.synthetic.models import (
     mlp_parameter_count,
     mlp_width_for,
 )
-from grepsnet_sciml.synthetic.training import train_model
+from grepsnet_sciml.synthetic.training import mse, train_model
 from grepsnet_sciml.testing import FLOAT64_RTOL, assert_equivariant, equivariance_errors
 
 
@@ -160,18 +160,36 @@ def test_mlp_parameter_matching_and_is_not_equivariant():
 
 def test_training_reduces_loss_and_is_reproducible():
     train, test = O5Synthetic(128, seed=0), O5Synthetic(128, seed=0, split="test")
+    valid = O5Synthetic(128, seed=0, split="valid")
 
     def fit():
         torch.manual_seed(0)
         model = Standardized(MLPBaseline(train.rep_in, train.rep_out, 32, 2),
                              train.standardization(), train.rep_in, train.rep_out)
-        return train_model(model, train, test, epochs=20, batch_size=16, lr=3e-3, seed=0)
+        return model, train_model(model, train, valid, test, epochs=20, batch_size=16,
+                                  lr=3e-3, seed=0)
 
-    first, second = fit(), fit()
+    (model, first), (_, second) = fit(), fit()
+    assert len(first.train_losses) == len(first.valid_mse) == 20
     assert first.train_losses[-1] < 0.2 * first.train_losses[0]
     assert first.test_mse < 0.5 * float(test.y.var())
     assert first.train_losses == second.train_losses and first.test_mse == second.test_mse
-    assert first.seconds_per_epoch > 0
+    assert first.seconds_per_epoch > 0 and first.cpu_seconds_per_epoch > 0
+    # the model keeps the weights of the best validation epoch, and is tested with them
+    best = min(first.valid_mse)
+    assert first.valid_mse[first.best_epoch - 1] == best
+    assert mse(model, valid) == pytest.approx(best, rel=1e-6)
+    assert mse(model, test) == first.test_mse
+
+
+def test_training_refuses_a_batch_larger_than_the_data():
+    train = O5Synthetic(8, seed=0)
+    model = MLPBaseline(train.rep_in, train.rep_out, 4, 1)
+    with pytest.raises(ValueError, match="batch_size: 16 exceeds the 8 training items"):
+        train_model(model, train, train, train, epochs=1, batch_size=16, lr=1e-3)
+    with pytest.raises(ValueError, match="schedule: expected 'cosine' or 'constant'"):
+        train_model(model, train, train, train, epochs=1, batch_size=8, lr=1e-3,
+                    schedule="step")
 
 
 def test_benchmark_tiny_writes_results(tmp_path):
@@ -189,6 +207,7 @@ def test_benchmark_tiny_writes_results(tmp_path):
             assert len(m["test_mse"]) == 2
             assert m["test_mse_mean"] == pytest.approx(sum(m["test_mse"]) / 2)
             assert m["seconds_per_epoch"] > 0 and m["params"] > 0
+            assert all(e in (1, 2) for e in m["best_epoch"]) and len(m["best_epoch"]) == 2
         g, mlp = models["grepsnet"], models["mlp"]
         assert abs(mlp["params"] - g["params"]) / g["params"] < 0.1
         assert g["equivariance_error_float64"] < FLOAT64_RTOL

@@ -11,22 +11,35 @@ Protocols (see ANCHORS.md, G-FNO section):
 - ``smoke``: ``quick`` sizes with 20/5/5 trajectories and 2 epochs (end-to-end check).
 - ``tiny``: a smoke test of the whole pipeline on tiny models (minutes).
 
-Training is one-step on the true history (teacher forcing: every window of ``t_in`` frames
-of the first ``t_in + steps`` frames predicts the next frame), evaluation an autoregressive
-rollout. Reported per model: parameters (the dimension of the weight space; real numbers,
-complex weights count twice), training seconds per epoch, forward milliseconds per batch,
-forward+backward milliseconds per batch, activation memory of a training step, test
+Every row is an :class:`~grepsnet_sciml.solvers.config.ExperimentConfig` trained by
+:func:`grepsnet_sciml.solvers.experiment.train` (one-step on the true history, teacher
+forcing: every window of ``t_in`` frames of the first ``t_in + steps`` frames predicts the
+next frame; no input normalization; ``best`` by the validation rollout error over ``steps``
+steps) and evaluated by an autoregressive :func:`~grepsnet_sciml.solvers.rollout.rollout`.
+Its TOML file is written to ``<out>/configs/<model>_seed<seed>.toml``: ``grepsnet train``
+on it reproduces the row's training (its checkpoints are in the cache, under
+``runs/ns_<protocol>_<preset>/``). Reported per model: parameters (the dimension of the
+weight space; real numbers, complex weights count twice), training seconds per epoch,
+forward and forward+backward milliseconds per batch, activation memory of a training step, test
 relative L2 over the rollout (G-FNO's metric, %), the same on the test set rotated by
 90 degrees about the origin grid point, the equivariance error under the dataset's declared
 group (vorticity a pseudo-scalar) and under C4, and the rollout error at 2x and 5x the
 training horizon. Widths are chosen so that every model's parameter count is within 10% of
-G-FNO-p4's (the count and the ratio are reported). Data are generated once and cached.
+G-FNO-p4's (the count and the ratio are reported), FNO's to the official FNO2d's count.
+
+Data are generated once into resumable zarr stores in the cache, one per split with its
+own derived seed (:func:`~grepsnet_sciml.datasets.splits.generate_to_store`), or read from
+``data``: a store of ours split into train/valid/test by the protocol's sizes (in that
+order), a folder of splits written by :func:`~grepsnet_sciml.datasets.splits.generate_splits`
+(the first samples of each), or an FNO/G-FNO ``.mat`` file (``u`` of shape ``(N, X, Y, T)``).
+The selected samples and frames are copied into stores in the cache that the configs name.
 
 Usage (``benchmarks/ns.py`` takes the same options)::
 
     grepsnet bench ns --protocol quick --preset ns-sym
     grepsnet bench ns --protocol tiny --preset ns-sym --models GRepsFNO GFNO-p4
     grepsnet bench ns --protocol quick --timing-only --models GRepsFNO GFNO-p4
+    grepsnet bench ns --data ns_V1e-4.mat --n-train 1000 --n-valid 100 --n-test 100
     grepsnet bench ns --merge runs/a/ns_quick_ns-sym.json runs/b/ns_quick_ns-sym.json
 
 Writes ``benchmarks/results/ns_<protocol>_<preset>.{json,md,png}`` (timing only:
@@ -37,28 +50,38 @@ Writes ``benchmarks/results/ns_<protocol>_<preset>.{json,md,png}`` (timing only:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
+import scipy.io
 import torch
 import xarray as xr
 from torch import nn
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml._atomic import atomic_path, atomic_write_text
+from grepsnet_sciml.datasets.contract import DatasetSpec
+from grepsnet_sciml.datasets.loaders import load_fno_mat
 from grepsnet_sciml.datasets.navier_stokes import generate
-from grepsnet_sciml.datasets.splits import split_seed
+from grepsnet_sciml.datasets.splits import generate_to_store, open_splits, split_seed
+from grepsnet_sciml.datasets.storage import SPLITS_MANIFEST, write_dataset
 from grepsnet_sciml.groups import C4, group_from_string
 from grepsnet_sciml.layers.spectral import count_free_parameters
 from grepsnet_sciml.models.baselines import FNOBaseline
 from grepsnet_sciml.models.gfno import GFNO2d
 from grepsnet_sciml.models.grepsfno import GRepsFNO2d
-from grepsnet_sciml.solvers.trainer import TrainConfig, Trainer, load_checkpoint
+from grepsnet_sciml.solvers.config import DataConfig, ExperimentConfig, save_config
+from grepsnet_sciml.solvers.data import field_layout, field_trajectories, open_dataset
+from grepsnet_sciml.solvers.experiment import train
+from grepsnet_sciml.solvers.registry import build_core, get_model, model_config
+from grepsnet_sciml.solvers.rollout import rollout
+from grepsnet_sciml.solvers.trainer import TrainConfig, load_checkpoint
 from grepsnet_sciml.testing import equivariance_errors
 
 from ._results import read_results
@@ -68,17 +91,21 @@ RESULTS = Path("benchmarks") / "results"
 CACHE = Path("runs") / "ns_data"
 """Default data cache (relative to the working directory)."""
 MODELS = ("GRepsFNO", "GFNO-p4", "GFNO-p4m", "GFNO-p4m-pseudo", "FNO", "FNO+aug")
-"""The models a run trains by default."""
+"""The models a run trains by default (display names of :mod:`~grepsnet_sciml.solvers.registry`)."""
 OPTIONAL_MODELS = ("GRepsFNO-C4",)
 """Also accepted: GRepsFNO with rotations only (C4 regular channels, half the channels of
 the D4 model at the same parameter count)."""
 REFERENCE = "GFNO-p4"
 PRESET_GROUPS = {"ns-sym": "D4()", "ns": "D2('diagonal')"}
+FORCINGS = {"ns-sym": "symmetric", "ns": "fno"}
+"""The forcing of an FNO/G-FNO ``.mat`` file of each preset (:func:`load_fno_mat`)."""
+OVERRIDES = ("n_train", "n_valid", "n_test", "t_in", "steps", "epochs", "valid_every")
+"""Protocol settings :func:`run` takes as keyword overrides."""
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """Sizes of one benchmark protocol."""
+    """Sizes of one benchmark protocol (``valid_every``: validation cadence in epochs)."""
 
     name: str
     resolution: int
@@ -98,6 +125,7 @@ class Protocol:
     long_factors: tuple = (2, 5)
     seeds: tuple = (0,)
     max_width: int = 64
+    valid_every: int = 1
 
 
 PROTOCOLS = {
@@ -112,87 +140,220 @@ PROTOCOLS = {
 }
 
 
-# ----- data ------------------------------------------------------------------------------------
-def _atomic_netcdf(ds: xr.Dataset, path: Path) -> None:
-    with atomic_path(path, suffix=".nc") as tmp:
-        ds.to_netcdf(tmp)
+def make_protocol(name: str, preset: str, **overrides) -> Protocol:
+    """The protocol ``name`` with the settings of :data:`OVERRIDES` that are given replaced.
 
-
-def load_data(p: Protocol, preset: str, cache: Path, seed: int = 0, progress: bool = True):
-    """Vorticity ``(sample, time, x, y)`` float32 per split, the attrs, and a check dict.
-
-    Train and valid hold ``t_in + steps`` frames, test ``t_in + max(long_factors) * steps``.
-    ``test_fine`` (when the simulation resolves it) holds the same test trajectories stored
-    at twice the resolution; its frame times must equal the test set's and its every other
-    point should reproduce the coarse data (the mismatch is reported). Each split is
-    generated once (its own derived seed) and cached as netCDF in ``cache``.
+    ``steps`` replaces the rollout steps of ``preset``. ValueError naming a bad name,
+    preset or setting.
     """
+    if name not in PROTOCOLS:
+        raise ValueError(f"protocol: expected one of {list(PROTOCOLS)}, got {name!r}")
+    if preset not in PRESET_GROUPS:
+        raise ValueError(f"preset: expected 'ns-sym' or 'ns', got {preset!r}")
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise ValueError(f"overrides: unknown settings {unknown}; expected some of {OVERRIDES}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{key}: expected a positive integer, got {value!r}")
+    p = PROTOCOLS[name]
+    if "steps" in given:
+        given["steps"] = {**p.steps, preset: given["steps"]}
+    return dataclasses.replace(p, **given)
+
+
+# ----- data ------------------------------------------------------------------------------------
+def _frames(p: Protocol, preset: str) -> dict[str, tuple[int, int]]:
+    """``split -> (trajectories, frames)``: train/valid ``t_in + steps``, test the 5x rollout."""
     steps = p.steps[preset]
-    sizes = {
-        "train": (p.n_train, p.t_in + steps),
-        "valid": (p.n_valid, p.t_in + steps),
-        "test": (p.n_test, p.t_in + max(p.long_factors) * steps),
-    }
+    return {"train": (p.n_train, p.t_in + steps), "valid": (p.n_valid, p.t_in + steps),
+            "test": (p.n_test, p.t_in + max(p.long_factors) * steps)}
+
+
+def _check_store(path: Path, n: int, frames: int) -> xr.Dataset:
+    ds = open_dataset(path)
+    if (ds.sizes["sample"], ds.sizes["time"]) != (n, frames):
+        raise ValueError(f"{path}: holds {ds.sizes['sample']} trajectories of "
+                         f"{ds.sizes['time']} frames; expected {n} of {frames} (remove it to "
+                         "regenerate)")
+    return ds
+
+
+def _generated(p: Protocol, preset: str, cache: Path, seed: int, progress: bool):
+    sizes = _frames(p, preset)
     fine = 2 * p.resolution
     if fine <= p.sim_resolution:  # zero-shot super-resolution: same test trajectories, 2x finer
-        sizes["test_fine"] = (p.n_test, p.t_in + steps)
-    out, times, attrs = {}, {}, None
+        sizes["test_fine"] = (p.n_test, p.t_in + p.steps[preset])
+    stores = {}
     for split, (n, frames) in sizes.items():
-        path = cache / f"ns_{preset}_{p.name}_{split}_seed{seed}.nc"
-        if not path.exists():
-            ds = generate(n, preset, resolution=fine if split == "test_fine" else p.resolution,
-                          sim_resolution=p.sim_resolution, t_final=float(frames),
-                          record_every=1.0, seed=split_seed(seed, split.split("_")[0]),
-                          progress=progress)
-            _atomic_netcdf(ds, path)
-        with xr.open_dataset(path) as ds:
-            ds = ds.load()
-        attrs = attrs or dict(ds.attrs)
-        w = torch.from_numpy(ds["vorticity"].values.astype(np.float32))
-        if w.shape[1] < frames:
-            raise ValueError(f"{path}: expected {frames} frames, found {w.shape[1]}")
-        out[split], times[split] = w[:, :frames], ds["time"].values[:frames]
-    info = {}
-    if "test_fine" in out:
-        n = out["test_fine"].shape[1]
-        if not np.array_equal(times["test_fine"], times["test"][:n]):
-            raise ValueError("test_fine: its frame times differ from the test set's")
-        coarse = out["test_fine"][..., ::2, ::2]
-        info = {
-            "superres_resolution": fine,
-            "superres_times_aligned": True,
-            "superres_subsample_mismatch": float((coarse - out["test"][:, :n]).abs().max()),
-        }
-    return out, attrs, info
+        path = cache / f"ns_{preset}_{p.name}_{split}_seed{seed}_n{n}_t{frames}.zarr"
+        if not path.exists():  # an interrupted write resumes
+            kwargs = {"preset": preset, "resolution": fine if split == "test_fine" else
+                      p.resolution, "sim_resolution": p.sim_resolution,
+                      "t_final": float(frames), "record_every": 1.0, "progress": False}
+            generate_to_store(generate, path, n, seed=split_seed(seed, split.split("_")[0]),
+                              kwargs=kwargs, progress=progress)
+        _check_store(path, n, frames)
+        stores[split] = path
+    info = {"source": "generated", "seed": seed}
+    if "test_fine" in stores:
+        test, fine_ds = open_dataset(stores["test"]), open_dataset(stores["test_fine"])
+        n = fine_ds.sizes["time"]
+        if not np.array_equal(fine_ds["time"].values, test["time"].values[:n]):
+            raise ValueError(f"{stores['test_fine']}: its frame times differ from the test "
+                             f"set's ({stores['test']})")
+        coarse = fine_ds["vorticity"].values[..., ::2, ::2]
+        info.update(superres_resolution=fine, superres_times_aligned=True,
+                    superres_subsample_mismatch=float(np.abs(
+                        coarse - test["vorticity"].values[:, :n]).max()))
+    return stores, info
 
 
-class Windows(torch.utils.data.Dataset):
-    """One-step training items: ``(w[s : s + t_in], w[s + t_in])`` for ``s < steps``.
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (relative names and contents, sorted)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    for f in files:
+        if f != path:
+            digest.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+_EXPECTED = ("expected a zarr/netCDF store written by grepsnet_sciml.datasets, a folder of "
+             "splits written by generate_splits, or an FNO/G-FNO .mat file (variable 'u' of "
+             "shape (N, X, Y, T))")
+
+
+def _mat_times(path: Path) -> np.ndarray | None:
+    """Frame times ``1 .. T`` for a ``.mat`` file without ``t`` (G-FNO's unit record steps).
+
+    None when the file has ``t`` or is not a readable MATLAB file with a 4-d ``u`` (then
+    :func:`load_fno_mat` names the problem).
+    """
+    try:
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:  # MATLAB v7.3 stores axes reversed
+                shapes = {k: v.shape[::-1] for k, v in f.items() if isinstance(v, h5py.Dataset)}
+        else:
+            shapes = {name: shape for name, shape, _ in scipy.io.whosmat(path)}
+    except (ValueError, OSError, TypeError, scipy.io.matlab.MatReadError):
+        return None
+    if "t" in shapes or len(shapes.get("u", ())) != 4:
+        return None
+    return np.arange(1, shapes["u"][3] + 1, dtype=np.float64)
+
+
+def _open_user(path: Path, preset: str) -> tuple[str, dict[str, xr.Dataset]]:
+    """``(format, datasets)``: one ``"all"`` dataset, or one per split of a split folder."""
+    if not path.exists():
+        raise FileNotFoundError(f"data: {path} does not exist; {_EXPECTED}")
+    try:
+        if path.is_dir() and (path / SPLITS_MANIFEST).exists():
+            return "splits", open_splits(path)
+        if path.suffix.lower() == ".mat":
+            return "mat", {"all": load_fno_mat(path, FORCINGS[preset], time=_mat_times(path),
+                                               include_initial=False)}
+        return "store", {"all": open_dataset(path)}
+    except ValueError as err:
+        raise ValueError(f"data: cannot read {path} ({err}); {_EXPECTED}") from err
+
+
+class _Selection:
+    """``make_chunk`` of :func:`write_dataset`: chunks of ``ds[samples, :frames]``."""
+
+    def __init__(self, ds: xr.Dataset, start: int, frames: int):
+        self.ds, self.start, self.frames = ds, start, frames
+
+    def __call__(self, first: int, n: int) -> xr.Dataset:
+        sub = self.ds.isel(sample=slice(self.start + first, self.start + first + n),
+                           time=slice(0, self.frames))
+        return sub.assign_coords(sample=np.arange(first, first + n)).load()
+
+
+def _user_data(path: Path, p: Protocol, preset: str, cache: Path, progress: bool):
+    path = Path(path)
+    fmt, sets = _open_user(path, preset)
+    digest = sha256_of(path)
+    sizes = _frames(p, preset)
+    first = sets.get("all", next(iter(sets.values())))
+    spec = DatasetSpec.from_dataset(first)
+    spec.require(first, "field", ("vorticity",))
+    n_time = min(ds.sizes["time"] for ds in sets.values())
+    need = p.t_in + p.steps[preset]
+    if n_time < need:
+        raise ValueError(f"data: {path} has {n_time} frames per trajectory; expected at least "
+                         f"t_in + steps = {need}")
+    factors = [f for f in p.long_factors if p.t_in + f * p.steps[preset] <= n_time]
+    sizes["test"] = (p.n_test, min(n_time, sizes["test"][1]))
+    chosen, start = {}, 0  # every size is checked before any store is written
+    for split, (n, frames) in sizes.items():
+        if fmt == "splits":
+            if split not in sets:
+                raise ValueError(f"data: {path} has no {split} split; expected train, valid "
+                                 "and test stores")
+            ds, offset, where = sets[split], 0, f" in its {split} split"
+        else:
+            ds, offset, where = sets["all"], start, ""
+            start += n
+        if ds.sizes["sample"] < offset + n:
+            raise ValueError(f"data: {path} has {ds.sizes['sample']} trajectories{where}; "
+                             f"expected at least {offset + n} for --n-train {p.n_train}, "
+                             f"--n-valid {p.n_valid}, --n-test {p.n_test}")
+        chosen[split] = (ds, offset, n, frames)
+    stores = {}
+    for split, (ds, offset, n, frames) in chosen.items():
+        store = cache / f"user_{digest[:16]}" / f"{split}_from{offset}_n{n}_t{frames}.zarr"
+        if not store.exists():
+            write_dataset(store, _Selection(ds, offset, frames), n, 32,
+                          config={"source": str(path), "sha256": digest, "split": split,
+                                  "first": offset, "frames": frames}, progress=progress)
+        _check_store(store, n, frames)
+        stores[split] = store
+    info = {"source": "user", "path": str(path), "sha256": digest, "format": fmt,
+            "grid": [int(first.sizes["x"]), int(first.sizes["y"])], "frames": int(n_time),
+            "long_factors": factors}
+    return stores, info
+
+
+def prepare_data(p: Protocol, preset: str, cache: Path, data: Path | None = None,
+                 seed: int = 0, progress: bool = True) -> tuple[dict[str, Path], dict]:
+    """The stores of every split and a description of the data.
 
     Parameters
     ----------
-    w : torch.Tensor
-        ``(trajectories, time, X, Y)``.
-    augment : PlanarGroup, optional
-        Apply a random element (grid action about the origin, vorticity sign ``det g``) to
-        each item, as in "FNO + augmentation".
+    p : Protocol
+    preset : {"ns-sym", "ns"}
+    cache : Path
+        Folder of the generated stores (and of the copies of ``data``'s selection).
+    data : Path, optional
+        The user's data (see the module docstring); by default the protocol's are generated.
+    seed : int
+        Global seed of the generated data (each split derives its own).
+    progress : bool
+
+    Returns
+    -------
+    stores : dict
+        ``split -> store``: ``train`` and ``valid`` hold ``t_in + steps`` frames, ``test``
+        ``t_in + max(long_factors) * steps`` (fewer when ``data`` has fewer), plus
+        ``test_fine`` (the test trajectories at 2x resolution) when the protocol has it.
+    info : dict
+        ``source``; generated: the super-resolution check; ``data``: its path, sha256,
+        format, grid, frames and the long-rollout factors that fit.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        ``data`` missing, foreign, too short or too small for the split sizes (named).
     """
-
-    def __init__(self, w: torch.Tensor, t_in: int, steps: int, augment=None):
-        self.w, self.t_in, self.steps, self.augment = w, t_in, steps, augment
-
-    def __len__(self) -> int:
-        return self.w.shape[0] * self.steps
-
-    def __getitem__(self, i: int):
-        traj, s = divmod(int(i), self.steps)
-        x = self.w[traj, s : s + self.t_in]
-        y = self.w[traj, s + self.t_in][None]
-        if self.augment is not None:
-            a = int(torch.randint(self.augment.order, ()))
-            det = float(torch.linalg.det(self.augment.elements()[a]))
-            x, y = det * self.augment.act_grid(a, x), det * self.augment.act_grid(a, y)
-        return x, y
+    cache = Path(cache)
+    if data is not None:
+        return _user_data(Path(data), p, preset, cache, progress)
+    return _generated(p, preset, cache, seed, progress)
 
 
 # ----- models ----------------------------------------------------------------------------------
@@ -203,25 +364,12 @@ def real_parameter_count(model: nn.Module) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
 
 
-def build(name: str, width: int, p: Protocol, attrs: dict) -> nn.Module:
-    """The model ``name`` at ``width`` for data with ``attrs`` (one output frame)."""
-    if name == "GRepsFNO":
-        return GRepsFNO2d.from_attrs(attrs, t_in=p.t_in, width=width, modes=p.modes,
-                                     n_layers=p.n_layers)
-    if name == "GRepsFNO-C4":
-        return GRepsFNO2d(Reps(f"{p.t_in}xT0p", C4()), Reps("T0p", C4()), width=width,
-                          modes=p.modes, n_layers=p.n_layers)
-    if name.startswith("GFNO"):
-        group = "p4" if name == "GFNO-p4" else "p4m"
-        vorticity = "pseudoscalar" if name.endswith("pseudo") else "scalar"
-        return GFNO2d(p.t_in, 1, width=width, modes=p.modes, n_layers=p.n_layers, group=group,
-                      vorticity=vorticity)
-    if name.startswith("FNO"):
-        group = group_from_string(attrs["group"])
-        return FNOBaseline(Reps(f"{p.t_in}xT0p", group), Reps("T0p", group),
-                           modes=p.modes, width=width, n_layers=p.n_layers)
-    raise ValueError(f"name: unknown model {name!r}; expected one of "
-                     f"{MODELS + OPTIONAL_MODELS}")
+def _core(name: str, width: int, p: Protocol, group: str) -> nn.Module:
+    """The registry's model ``name`` at ``width`` for ``t_in`` vorticity frames over ``group``."""
+    g = group_from_string(group)
+    cfg = model_config(get_model(name).name, {"width": width, "modes": p.modes,
+                                              "n_layers": p.n_layers})
+    return build_core(cfg, Reps(f"{p.t_in}xT0p", g), Reps("T0p", g))
 
 
 def official_fno2d_parameters(p: Protocol, width: int = 20) -> int:
@@ -240,11 +388,11 @@ def official_fno2d_parameters(p: Protocol, width: int = 20) -> int:
     return spectral + lifting + layers + projection
 
 
-def matched_width(name: str, p: Protocol, attrs: dict, target: int) -> tuple[int, int]:
+def matched_width(name: str, p: Protocol, group: str, target: int) -> tuple[int, int]:
     """The width whose parameter count is closest to ``target``, and that count."""
     best = None
     for width in range(2, p.max_width + 1):
-        count = real_parameter_count(build(name, width, p, attrs))
+        count = real_parameter_count(_core(name, width, p, group))
         if best is None or abs(count - target) < abs(best[1] - target):
             best = (width, count)
         if count > target:
@@ -252,26 +400,48 @@ def matched_width(name: str, p: Protocol, attrs: dict, target: int) -> tuple[int
     return best
 
 
+def widths(models, p: Protocol, group: str) -> tuple[dict, int]:
+    """``({model: (width, parameters)}, target)``: G-FNO-p4's count matched, FNO the official."""
+    target = real_parameter_count(_core(REFERENCE, p.reference_width, p, group))
+    out = {}
+    for name in models:
+        if name == REFERENCE:
+            out[name] = (p.reference_width, target)
+        elif name.startswith("FNO"):
+            out[name] = matched_width(name, p, group, official_fno2d_parameters(p))
+        else:
+            out[name] = matched_width(name, p, group, target)
+    return out, target
+
+
+def row_config(name: str, width: int, p: Protocol, preset: str, stores: dict, seed: int,
+               run_dir: Path, device: str = "cpu", progress: bool = True) -> ExperimentConfig:
+    """The experiment of one row: G-FNO's training settings, no normalization.
+
+    Adam (``lr``, L2 ``weight_decay``), cosine schedule per batch, relative-L2 loss, one-step
+    windows of the train store, ``best`` by the validation rollout over ``steps`` steps.
+    """
+    model = model_config(get_model(name).name, {"width": width, "modes": p.modes,
+                                                "n_layers": p.n_layers})
+    data = DataConfig(train=str(stores["train"]), valid=str(stores["valid"]), t_in=p.t_in,
+                      t_out=1, valid_rollout_steps=p.steps[preset], normalize=False)
+    train_cfg = TrainConfig(out_dir=str(run_dir), epochs=p.epochs, batch_size=p.batch_size,
+                            lr=p.lr, weight_decay=p.weight_decay, optimizer="adam",
+                            loss="relative_l2", seed=seed, progress=progress, device=device,
+                            schedule="cosine", valid_every=p.valid_every)
+    return ExperimentConfig(data=data, model=model, train=train_cfg)
+
+
 # ----- evaluation ------------------------------------------------------------------------------
-def rollout(model: nn.Module, w0: torch.Tensor, n_steps: int, batch: int = 20) -> torch.Tensor:
-    """Autoregressive rollout ``(B, t_in, X, Y) -> (B, n_steps, X, Y)``, no autograd."""
-    model.eval()
-    outs = []
-    with torch.no_grad():
-        for start in range(0, w0.shape[0], batch):
-            state, frames = w0[start : start + batch], []
-            for _ in range(n_steps):
-                nxt = model(state)
-                frames.append(nxt)
-                state = torch.cat([state[:, 1:], nxt], 1)
-            outs.append(torch.cat(frames, 1))
-    return torch.cat(outs, 0)
-
-
 def relative_l2_percent(pred: torch.Tensor, true: torch.Tensor) -> float:
     """G-FNO's metric: ``100 x mean_b ||pred_b - true_b|| / ||true_b||`` over all frames."""
     num = (pred - true).flatten(1).norm(dim=1)
     return float(100 * (num / true.flatten(1).norm(dim=1)).mean())
+
+
+def _rollout(model: nn.Module, w0: torch.Tensor, n_steps: int, layout) -> torch.Tensor:
+    """``(B, t_in, X, Y) -> (B, n_steps, X, Y)`` by :func:`rollout` (NaN after a blow-up)."""
+    return rollout(model, w0[:, :, None], n_steps, layout=layout).states[:, :, 0].cpu()
 
 
 def rotate90(w: torch.Tensor) -> torch.Tensor:
@@ -353,41 +523,35 @@ def timings(model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int = 3
 
 
 # ----- driver ----------------------------------------------------------------------------------
-def run_model(name, width, p, preset, data, attrs, seed, device, work, progress):
+def run_model(cfg: ExperimentConfig, name: str, p: Protocol, preset: str, stores: dict,
+              long_factors) -> dict:
+    """Train the row ``cfg`` with :func:`train` and evaluate its ``best`` checkpoint."""
     steps = p.steps[preset]
-    torch.manual_seed(seed)
-    model = build(name, width, p, attrs)
-    augment = C4() if name == "FNO+aug" else None
-    train = Windows(data["train"], p.t_in, steps, augment)
-    valid = data["valid"].to(device)
-
-    def valid_fn(m):
-        pred = rollout(m, valid[:, : p.t_in], steps, p.batch_size)
-        return relative_l2_percent(pred, valid[:, p.t_in : p.t_in + steps])
-
-    cfg = TrainConfig(out_dir=str(work / f"{name}_seed{seed}"), epochs=p.epochs,
-                      batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay,
-                      optimizer="adam", loss="relative_l2", seed=seed, progress=progress,
-                      device=str(device))
-    trainer = Trainer(model, train, cfg, valid_fn=valid_fn)
-    history = trainer.fit()
+    trainer, history = train(cfg, overwrite=True)
+    model = trainer.model
     model.load_state_dict(load_checkpoint(trainer.best_path)["model"])
     model.eval()
+    windows = getattr(trainer.train_set, "base", trainer.train_set)
+    layout = windows.layout
+    device = next(model.parameters()).device
 
-    test = data["test"].to(device)
-    w0, long = test[:, : p.t_in], max(p.long_factors) * steps
-    pred = rollout(model, w0, long, p.batch_size)
+    test_ds = open_dataset(stores["test"])
+    test = field_trajectories(test_ds, field_layout(test_ds))[:, :, 0]
+    long = (test.shape[1] - p.t_in) if not long_factors else max(long_factors) * steps
+    w0 = test[:, : p.t_in]
+    pred = _rollout(model, w0, long, layout)
     truth = test[:, p.t_in : p.t_in + long]
-    pred_rot = rollout(model, rotate90(w0), steps, p.batch_size)
-    x, y = next(iter(torch.utils.data.DataLoader(train, batch_size=p.batch_size)))
+    pred_rot = _rollout(model, rotate90(w0), steps, layout)
+    x, y = next(iter(torch.utils.data.DataLoader(windows, batch_size=p.batch_size)))
     x, y = x.to(device), y.to(device)
+    core = model.core
     row = {
-        "model": name, "seed": seed, "width": width,
-        "parameters": real_parameter_count(model),
+        "model": name, "seed": cfg.train.seed, "width": cfg.model.width,
+        "parameters": real_parameter_count(core),
         "stored_parameters": sum(q.numel() * (2 if q.is_complex() else 1)
-                                 for q in model.parameters()),
+                                 for q in core.parameters()),
         "train_seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
-        "best_valid_error": trainer.best,
+        "best_valid_error": 100 * trainer.best,
         "test_error": relative_l2_percent(pred[:, :steps], truth[:, :steps]),
         "test_error_rotated90": relative_l2_percent(pred_rot, rotate90(truth[:, :steps])),
         "per_step_error": [relative_l2_percent(pred[:, k : k + 1], truth[:, k : k + 1])
@@ -395,66 +559,84 @@ def run_model(name, width, p, preset, data, attrs, seed, device, work, progress)
         "activation_memory_mb": activation_megabytes(model, x, y),
         **timings(model, x, y),
     }
-    if "test_fine" in data:
-        fine = data["test_fine"].to(device)
-        pred_fine = rollout(model, fine[:, : p.t_in], steps, p.batch_size)
+    if "test_fine" in stores:
+        fine_ds = open_dataset(stores["test_fine"])
+        fine = field_trajectories(fine_ds, field_layout(fine_ds))[:, :, 0]
+        pred_fine = _rollout(model, fine[:, : p.t_in], steps, layout)
         row["test_error_superres"] = relative_l2_percent(pred_fine,
                                                          fine[:, p.t_in : p.t_in + steps])
-    for f in p.long_factors:
+    for f in long_factors:
         row[f"rollout_error_{f}x"] = relative_l2_percent(pred[:, : f * steps],
                                                          truth[:, : f * steps])
-    eq = equivariance(model, w0[: min(4, len(w0))], group_from_string(attrs["group"]), p.t_in)
+    eq = equivariance(model, w0[: min(4, len(w0))].to(device), layout.group, p.t_in)
     row.update({f"equivariance_error_{k}": v for k, v in eq.items()})
     return row
 
 
 def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=None,
         cache: Path | None = None, out_dir: Path = RESULTS, device: str = "cpu",
-        threads: int = 1, progress: bool = True) -> dict:
-    """Run the benchmark and write JSON, markdown and PNG to ``out_dir``.
+        threads: int = 1, progress: bool = True, data: Path | None = None,
+        **overrides) -> dict:
+    """Run the benchmark and write JSON, markdown, PNG and one TOML per row to ``out_dir``.
+
+    Parameters
+    ----------
+    protocol, preset : str
+        A key of :data:`PROTOCOLS`; ``"ns-sym"`` or ``"ns"``.
+    models : sequence of str
+        Display names from :data:`MODELS` and :data:`OPTIONAL_MODELS`.
+    seeds : sequence of int, optional
+        Training seeds (default: the protocol's).
+    cache : Path, optional
+        Data stores and training runs (default :data:`CACHE`).
+    out_dir : Path
+        Results; the configs go to ``out_dir/configs/<model>_seed<seed>.toml``.
+    device : {"cpu", "cuda", "auto"}
+    threads : int
+        Torch threads.
+    progress : bool
+    data : Path, optional
+        The user's data instead of generated (see :func:`prepare_data`); its path and
+        sha256 go into the JSON.
+    **overrides
+        Settings of :data:`OVERRIDES` (``n_train``, ``t_in``, ``epochs``, ``valid_every``,
+        ...) replacing the protocol's.
 
     Returns
     -------
     dict
         ``{"protocol", "preset", "rows": [...], "summary": [...], "files": {...}}``.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol: expected one of {list(PROTOCOLS)}, got {protocol!r}")
-    if preset not in ("ns-sym", "ns"):
-        raise ValueError(f"preset: expected 'ns-sym' or 'ns', got {preset!r}")
+    p = make_protocol(protocol, preset, **overrides)
     unknown = [m for m in models if m not in MODELS + OPTIONAL_MODELS]
     if unknown:
         raise ValueError(f"models: unknown {unknown}; expected names from "
                          f"{MODELS + OPTIONAL_MODELS}")
     torch.set_num_threads(threads)
-    p = PROTOCOLS[protocol]
     seeds = tuple(seeds) if seeds is not None else p.seeds
     cache = Path(cache) if cache is not None else CACHE
-    data, attrs, data_info = load_data(p, preset, cache, progress=progress)
-    dev = torch.device(device if device != "auto" else
-                       ("cuda" if torch.cuda.is_available() else "cpu"))
-    target = real_parameter_count(build(REFERENCE, p.reference_width, p, attrs))
-    widths = {}
-    for name in models:
-        if name == REFERENCE:
-            widths[name] = (p.reference_width, target)
-        elif name.startswith("FNO"):
-            widths[name] = matched_width(name, p, attrs, official_fno2d_parameters(p))
-        else:
-            widths[name] = matched_width(name, p, attrs, target)
+    stores, data_info = prepare_data(p, preset, cache, data, progress=progress)
+    long_factors = tuple(data_info.get("long_factors", p.long_factors))
+    group = open_dataset(stores["train"]).attrs["group"]
+    dev = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    matched, target = widths(models, p, group)
+    runs = cache / "runs" / f"ns_{protocol}_{preset}"
     rows = []
-    with tempfile.TemporaryDirectory() as work:
-        for seed in seeds:
-            for name in models:
-                row = run_model(name, widths[name][0], p, preset, data, attrs, seed, dev,
-                                Path(work), progress)
-                row["parameter_ratio"] = row["parameters"] / target
-                rows.append(row)
-                print(f"{name:>16} seed {seed}: test {row['test_error']:.2f}%  "
-                      f"rot90 {row['test_error_rotated90']:.2f}%  "
-                      f"{row['train_seconds_per_epoch']:.1f} s/epoch")
+    for seed in seeds:
+        for name in models:
+            cfg = row_config(name, matched[name][0], p, preset, stores, seed,
+                             runs / f"{name}_seed{seed}", dev, progress)
+            toml = Path(out_dir) / "configs" / f"{name}_seed{seed}.toml"
+            save_config(cfg, toml)
+            row = run_model(cfg, name, p, preset, stores, long_factors)
+            row["parameter_ratio"] = row["parameters"] / target
+            row["config"] = str(toml)
+            rows.append(row)
+            print(f"{name:>16} seed {seed}: test {row['test_error']:.2f}%  "
+                  f"rot90 {row['test_error_rotated90']:.2f}%  "
+                  f"{row['train_seconds_per_epoch']:.1f} s/epoch")
     result = {
-        "protocol": dataclasses.asdict(p), "preset": preset, "device": str(dev),
+        "protocol": dataclasses.asdict(p), "preset": preset, "device": dev,
         "threads": threads, "reference": REFERENCE, "reference_parameters": target,
         "data": data_info,
         "rows": rows, "summary": summarise(rows),
@@ -519,24 +701,19 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
     turn within each of ``repeats`` rounds (so machine load affects them alike) and the
     median is reported. Writes ``ns_timing_<protocol>_<preset>.{json,md}``.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol: expected one of {list(PROTOCOLS)}, got {protocol!r}")
-    if preset not in PRESET_GROUPS:
-        raise ValueError(f"preset: expected 'ns-sym' or 'ns', got {preset!r}")
+    p = make_protocol(protocol, preset)
     torch.set_num_threads(threads)
-    p = PROTOCOLS[protocol]
-    attrs = {"group": PRESET_GROUPS[preset],
-             "representations": json.dumps({"vorticity": "T0p", "velocity": "T1"})}
-    target = real_parameter_count(build(REFERENCE, p.reference_width, p, attrs))
+    group = PRESET_GROUPS[preset]
+    target = real_parameter_count(_core(REFERENCE, p.reference_width, p, group))
+    matched = {name: (p.reference_width,) if name == REFERENCE else
+               matched_width(name, p, group, target) for name in models}
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)
     built = {}
     for name in models:
-        width = p.reference_width if name == REFERENCE else matched_width(
-            name, p, attrs, target)[0]
         torch.manual_seed(0)
-        built[name] = (width, build(name, width, p, attrs))
+        built[name] = (matched[name][0], _core(name, matched[name][0], p, group))
     samples = {name: [] for name in models}
     for _ in range(repeats):
         for name, (_, model) in built.items():

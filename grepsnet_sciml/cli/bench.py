@@ -96,20 +96,25 @@ def _run_ns(args: argparse.Namespace) -> int:
         result = ns.merge(args.merge, args.out)
         print(ns.format_table(result["summary"]))
         return 0
-    if args.data_only:
-        cache = args.cache if args.cache is not None else ns.CACHE
-        data, _, _ = ns.load_data(ns.PROTOCOLS[args.protocol], args.preset, cache,
-                                  progress=not args.no_progress)
-        for split, w in data.items():
-            print(f"{split}: {tuple(w.shape)} (trajectory, time, x, y) cached in {cache}")
-        return 0
     if args.timing_only:
         result = ns.time_models(args.protocol, args.preset, args.models, args.repeats,
                                 args.out, args.threads)
         print(result["table"])
         return 0
+    overrides = {key: getattr(args, key) for key in ns.OVERRIDES
+                 if getattr(args, key) is not None}
+    if args.data_only:
+        cache = args.cache if args.cache is not None else ns.CACHE
+        p = ns.make_protocol(args.protocol, args.preset, **overrides)
+        stores, _ = ns.prepare_data(p, args.preset, cache, args.data,
+                                    progress=not args.no_progress)
+        for split, path in stores.items():
+            shape = tuple(ns.open_dataset(path)["vorticity"].shape)
+            print(f"{split}: {shape} (trajectory, time, x, y) in {path}")
+        return 0
     result = ns.run(args.protocol, args.preset, args.models, args.seeds, args.cache,
-                    args.out, args.device, args.threads, not args.no_progress)
+                    args.out, args.device, args.threads, not args.no_progress,
+                    data=args.data, **overrides)
     print(ns.format_table(result["summary"]))
     for kind, path in result["files"].items():
         print(f"{kind}: {path}")
@@ -151,6 +156,21 @@ def _add_ns(subparsers) -> None:
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                    help="instead of training, join these ns_<protocol>_<preset>.json runs "
                    "(same settings, different models) into one result in --out")
+    p.add_argument("--data", type=Path, default=None, metavar="PATH",
+                   help="train/valid/test on PATH instead of generated data: a zarr/netCDF "
+                   "store (split in order by --n-train/--n-valid/--n-test), a folder written "
+                   "by generate_splits, or an FNO/G-FNO .mat file (u of shape (N, X, Y, T)); "
+                   "its sha256 goes into the JSON")
+    for flag, what in (("--n-train", "training trajectories"),
+                       ("--n-valid", "validation trajectories"),
+                       ("--n-test", "test trajectories"), ("--t-in", "input frames"),
+                       ("--steps", "rollout steps (training horizon)"),
+                       ("--epochs", "training epochs")):
+        p.add_argument(flag, type=_positive_int, default=None,
+                       help=f"{what} (default: the protocol's)")
+    p.add_argument("--eval-every", dest="valid_every", type=_positive_int, default=None,
+                   metavar="K", help="validate every K epochs (and after the last); best "
+                   "checkpoint among those (default 1)")
     p.set_defaults(func=_run_ns)
 
 

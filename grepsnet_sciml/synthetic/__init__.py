@@ -3,7 +3,7 @@
 - :mod:`.data`: seeded data sets ``O5Synthetic`` (O(5)), ``Inertia`` (O(3)) and
   ``ParticleInteraction`` (O(1,3)), each declaring ``rep_in``, ``rep_out`` and ``group``;
 - :mod:`.models`: the MLP baseline and the equivariance-preserving standardization;
-- :mod:`.training`: the training loop shared by both models;
+- :mod:`.training`: training of both models on the solvers' ``Trainer``;
 - :mod:`.benchmark`: :func:`run_synthetic_benchmark`, its table, JSON and plot.
 """
 

@@ -1,9 +1,12 @@
 """The synthetic benchmark: G-RepsNet against a plain MLP on EMLP's three tasks.
 
 For every task and seed, both models get the same budget (training and test set sizes,
-Adam, learning rate and schedule, epochs, batch size); the MLP's width is chosen so its
-parameter count is within a few percent of G-RepsNet's. Reported per task and model: test
-MSE (mean and standard deviation over seeds), parameters, training seconds per epoch and
+Adam, learning rate and schedule, epochs, batch size) and are trained by the solvers'
+:class:`~grepsnet_sciml.solvers.trainer.Trainer` (:func:`.training.train_model`); the model
+tested is the epoch of lowest MSE on a validation split of ``n_test`` samples. The MLP's
+width is chosen so its parameter count is within a few percent of G-RepsNet's. Reported per
+task and model: test MSE (mean and standard deviation over seeds), parameters, training
+seconds per epoch and
 the relative equivariance error of the trained model
 (:func:`grepsnet_sciml.testing.equivariance_errors` on test inputs, float32 and float64).
 
@@ -215,7 +218,7 @@ def run_synthetic_benchmark(
         If given, write ``synthetic_{size}.json``, ``.md`` (the table) and ``.png`` (bar
         chart of test MSE) there, atomically.
     progress : bool
-        Show tqdm bars.
+        Show a tqdm bar over the training runs.
 
     Returns
     -------
@@ -224,7 +227,8 @@ def run_synthetic_benchmark(
         "total_cpu_seconds", "tasks": {task: {"group", "rep_in", "rep_out",
         "mse_ratio_mlp_over_grepsnet", "models": {model: {"name", "params", "lr",
         "test_mse", "test_mse_mean", "test_mse_std", "seconds_per_epoch",
-        "cpu_seconds_per_epoch", "final_train_mse", "equivariance_error_float32",
+        "cpu_seconds_per_epoch", "final_train_mse", "best_epoch",
+        "equivariance_error_float32",
         "equivariance_error_float64"}}}},
         "files"}``; per-seed values are lists in seed order, equivariance errors are the
         maximum over seeds and sampled group elements.
@@ -255,16 +259,16 @@ def run_synthetic_benchmark(
     for task, seed, model_key in bar:
         bar.set_postfix(task=task, seed=seed, model=model_key)
         train = make_dataset(task, size.n_train, seed, "train")
+        valid = make_dataset(task, size.n_test, seed, "valid")
         test = make_dataset(task, size.n_test, seed, "test")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = _build(model_key, train, size, task, params.get((task, "grepsnet")))
-        params[(task, model_key)] = count_parameters(model)
-        fit = train_model(
-            model, train, test, epochs=size.epochs, batch_size=size.batch_size,
-            lr=size.lr[task][model_key], seed=seed, schedule=size.schedule, progress=progress,
-            description=f"{task} {MODEL_NAMES[model_key]} seed {seed}",
-        )
+            params[(task, model_key)] = count_parameters(model)
+            fit = train_model(
+                model, train, valid, test, epochs=size.epochs, batch_size=size.batch_size,
+                lr=size.lr[task][model_key], seed=seed, schedule=size.schedule,
+            )
         per_run[(task, seed, model_key)] = (fit, _equivariance(model, test, size, seed))
         group, rep_in, rep_out = train.group, train.rep_in, train.rep_out
         results["tasks"].setdefault(task, {
@@ -286,6 +290,7 @@ def run_synthetic_benchmark(
                 "seconds_per_epoch": _mean_std([f.seconds_per_epoch for f, _ in fits])[0],
                 "cpu_seconds_per_epoch": _mean_std([f.cpu_seconds_per_epoch for f, _ in fits])[0],
                 "final_train_mse": [f.train_losses[-1] for f, _ in fits],
+                "best_epoch": [f.best_epoch for f, _ in fits],
                 "equivariance_error_float32": max(e["float32"] for _, e in fits),
                 "equivariance_error_float64": max(e["float64"] for _, e in fits),
             }
