@@ -112,7 +112,7 @@ def check_finite(arrays: tuple[np.ndarray, ...], first_sample: int, time: float)
 def run_chunks(
     work: Callable[[slice, Callable[[int], None]], None],
     n_total: int,
-    chunk_size: int,
+    batch_size: int,
     threads: int,
     progress_total: int,
     progress: bool,
@@ -122,11 +122,11 @@ def run_chunks(
 
     ``advance(k)`` moves a shared tqdm bar (``progress_total`` units per chunk) by ``k``.
     numpy releases the GIL in its loops, so ``threads = 2`` uses two cores; the result does
-    not depend on ``threads`` or ``chunk_size`` (every trajectory is computed on its own).
+    not depend on ``threads`` or ``batch_size`` (every trajectory is computed on its own).
     """
     from tqdm.auto import tqdm
 
-    chunks = [slice(a, min(a + chunk_size, n_total)) for a in range(0, n_total, chunk_size)]
+    chunks = [slice(a, min(a + batch_size, n_total)) for a in range(0, n_total, batch_size)]
     bar = tqdm(total=progress_total * len(chunks), desc=description, disable=not progress,
                unit="step")
     lock = threading.Lock()

@@ -101,7 +101,7 @@ _DEFAULTS = {
 _LOC_STD = 1.0
 _SPEED = 0.5
 _BOX = 5.0
-_DEFAULT_CHUNK = 1024
+_DEFAULT_BATCH = 1024
 
 
 # --------------------------------------------------------------------------- validation
@@ -206,7 +206,7 @@ def _egnn_frames(physics: dict) -> tuple[int, np.ndarray]:
     return n_records, physics["record_every"] * np.arange(1, n_records + 1)
 
 
-def _integrate(preset, physics, charges, x0, v0, first_sample, chunk_size, threads, progress):
+def _integrate(preset, physics, charges, x0, v0, first_sample, batch_size, threads, progress):
     """Integrate ``(B, 3, n)`` initial states in chunks; ``(B, R, n, 3)`` frames."""
     batch, _, n = x0.shape
     n_records = (physics["n_steps"] // physics["record_every"]) + (1 if preset == "clean"
@@ -224,8 +224,9 @@ def _integrate(preset, physics, charges, x0, v0, first_sample, chunk_size, threa
                                         first_sample + chunk.start, advance_bar)
         position[chunk], velocity[chunk] = loc, vel
 
-    run_chunks(work, batch, chunk_size, threads, physics["n_steps"], progress,
-               f"charged particles ({preset})")
+    run_chunks(work, batch, batch_size, threads, physics["n_steps"], progress,
+               f"charged particles ({preset}), {batch} samples, {physics['n_steps']} steps of "
+               f"dt = {physics['dt']:.3g} each (t = {physics['n_steps'] * physics['dt']:.3g})")
     return position, velocity
 
 
@@ -243,7 +244,7 @@ def generate(
     softening: float | None = None,
     n_train: int = 10000,
     n_valid: int = 2000,
-    chunk_size: int = _DEFAULT_CHUNK,
+    batch_size: int = _DEFAULT_BATCH,
     threads: int = 1,
     progress: bool = True,
 ) -> xr.Dataset:
@@ -273,11 +274,11 @@ def generate(
         ``n_steps`` must be a multiple of ``record_every``. ``egnn`` clips at ``0.1 / dt``.
     n_train, n_valid : int
         ``egnn`` split sizes that place ``valid`` and ``test`` in the stream.
-    chunk_size : int
+    batch_size : int
         Trajectories integrated together (memory/cache trade-off; results do not depend
         on it).
     threads : int
-        Chunks integrated in parallel threads (numpy releases the GIL); results do not
+        Batches integrated in parallel threads (numpy releases the GIL); results do not
         depend on it.
     progress : bool
         Show a tqdm bar.
@@ -301,7 +302,7 @@ def generate(
     first_sample = _int("first_sample", first_sample, 0, "an integer >= 0")
     split = _choice("split", split, SPLITS)
     physics = _physics(preset, dt, n_steps, record_every, softening)
-    chunk_size = _int("chunk_size", chunk_size, 1, "a positive integer")
+    batch_size = _int("batch_size", batch_size, 1, "a positive integer")
     threads = _int("threads", threads, 1, "a positive integer")
     if preset == "egnn" and not (isinstance(seed, (int, np.integer))
                                  and not isinstance(seed, bool) and 0 <= seed < 2**32):
@@ -332,7 +333,7 @@ def generate(
         steps = physics["record_every"] * np.arange(physics["n_steps"] //
                                                      physics["record_every"] + 1)
     position, velocity = _integrate(preset, physics, charges, x0, v0, first_sample,
-                                    chunk_size, threads, progress)
+                                    batch_size, threads, progress)
     return _dataset(position, velocity, charges, steps, physics["dt"], first_sample, config,
                     seed)
 

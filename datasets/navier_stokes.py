@@ -479,8 +479,13 @@ def _simulate(config, forcing_array, n_samples, seed, first_sample, initial_cond
         config.velocity) else None
     solver.plan(config.record_every, "record_every")
     n_batches = math.ceil(n_samples / batch_size)
+    batches = f" x {n_batches} batches" if n_batches > 1 else ""
     with tqdm(
-        total=config.t_final * n_batches, disable=not progress, desc="navier-stokes", unit="t"
+        total=config.t_final * n_batches, disable=not progress,
+        desc=f"navier-stokes, {n_samples} samples, simulated time (t_final = "
+        f"{config.t_final:.3g}{batches})",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3g}/{total:.3g} time units "
+        "[{elapsed}<{remaining}]",
     ) as bar:
         for start in range(0, n_samples, batch_size):
             count = min(batch_size, n_samples - start)

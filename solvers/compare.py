@@ -9,7 +9,7 @@ trajectories, equivariance error per step) show the models beside each other.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import xarray as xr
@@ -52,9 +52,15 @@ def _load_all(checkpoints: Mapping[str, str]):
     return loaded
 
 
+def _first_state(state):
+    return state[0] if isinstance(state, tuple) else state
+
+
 def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps: int,
-                n_samples: int = 4, diagnose_steps: int = 10, diagnose_samples: int = 2,
-                n_elements: int = 8, overwrite: bool = False) -> tuple[xr.Dataset, xr.Dataset]:
+                n_samples: int = 4, diagnose_steps: int = 10, diagnose_samples: int | None = None,
+                n_elements: int = 8, overwrite: bool = False,
+                horizon: int | None = None,
+                announce: Callable[[str], None] | None = None) -> tuple[xr.Dataset, xr.Dataset]:
     """Evaluate and diagnose several surrogates against the solver from the same states.
 
     Parameters
@@ -68,7 +74,9 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
     n_steps : int
         Rollout steps of the evaluation.
     n_samples, diagnose_samples : int
-        Samples (from the start of ``data``) evaluated and diagnosed.
+        Samples (from the start of ``data``) evaluated and diagnosed; ``diagnose_samples``
+        defaults to ``n_samples``, so that the error on the transformed test set compares
+        with the evaluation's on the same samples.
     diagnose_steps : int
         Rollout steps of the symmetry diagnosis (float64).
     n_elements : int
@@ -77,6 +85,11 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
     overwrite : bool
         Replace earlier results of this job in ``out_dir`` (refused otherwise; see
         :func:`~.pipeline.claim_outputs`).
+    horizon : int, optional
+        Rollout steps the training trajectories held; marked on the error-vs-time figures.
+    announce : callable, optional
+        Called with the name of each stage (``"rolling out"``, ``"evaluating"``,
+        ``"diagnostics"``) as it starts, e.g. to print a header.
 
     Returns
     -------
@@ -84,7 +97,8 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
         ``evaluation`` with a ``model`` axis in the order of ``checkpoints`` (plus
         ``valid_steps(model, sample)``, ``blowup_step(model, sample)`` and
         ``attrs["guard"]``); ``diagnostics`` with ``equivariance_error(model,
-        element, time)`` and ``transformed_error`` for every model and ``"solver"``.
+        element, time)`` and ``transformed_error`` for every model and ``"solver"``, and
+        ``attrs["n_samples"]``.
     """
     loaded = _load_all(checkpoints)
     first = next(iter(loaded.values()))
@@ -97,10 +111,13 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
     for m, path in zip(loaded.values(), checkpoints.values()):
         initial_states(m, ds, JobConfig(checkpoint=path, data=data, n_samples=1))
     claim_outputs(out_dir, job_outputs("compare", first.kind), overwrite, "compare")
+    say = announce or (lambda stage: None)
+    say("rolling out")
     results = {name: rollout(m.model, state, n_steps, layout=m.layout, step_time=step_time)
                for name, m in loaded.items()}
     truth = solver(state, n_steps)
     times = step_time * np.arange(1, n_steps + 1)
+    say("evaluating")
     predictions = {name: r.states for name, r in results.items()}
     if first.kind == "field":
         ev = evaluate_fields(predictions, truth, times=times)
@@ -110,17 +127,18 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
         eps = float(dataset_config(ds).get("softening") or 0.0)
         ev = evaluate_particles(predictions, truth, state[2], initial=state[:2], times=times,
                                 softening=eps)
-        plots.plot_error_vs_time(ev, os.path.join(out_dir, "energy_drift"),
-                                 metric="energy_drift")
+        plots.plot_energy_drift(ev, os.path.join(out_dir, "energy_drift"), horizon=horizon)
         plots.plot_trajectories(ev, os.path.join(out_dir, "trajectories"))
     plots.plot_error_vs_time(ev, os.path.join(out_dir, "error_vs_time"),
-                             metric="rel_l2" if first.kind == "field" else "position_mse")
+                             metric="rel_l2" if first.kind == "field" else "position_mse",
+                             horizon=horizon)
     ev = with_guard(ev, list(results.values()))
     _write_netcdf(ev, os.path.join(out_dir, "evaluation.nc"))
 
     # ---- symmetry diagnosis in float64 --------------------------------------------------
+    say("diagnostics")
     djob = JobConfig(checkpoint=job.checkpoint, data=data, out_dir=out_dir, n_steps=diagnose_steps,
-                     n_samples=diagnose_samples)
+                     n_samples=n_samples if diagnose_samples is None else diagnose_samples)
     dstate, step_time, solver = initial_states(first, ds, djob)
     if first.kind == "field":
         transform = field_transform(first.layout, field_elements(ds))
@@ -136,7 +154,8 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
     fns["solver"] = solver
     truth = solver(dstate, diagnose_steps)
     diag = symmetry_consistency(fns, dstate, diagnose_steps, transform, truth=truth)
-    diag = diag.assign_coords(time=step_time * diag.time.values)
+    diag = diag.assign_coords(time=step_time * diag.time.values).assign_attrs(
+        n_samples=len(_first_state(dstate)))
     plots.plot_equivariance(diag, os.path.join(out_dir, "equivariance_error"))
     plots.plot_equivariance(diag, os.path.join(out_dir, "transformed_test_error"),
                             variable="transformed_error")

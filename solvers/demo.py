@@ -16,6 +16,7 @@ train``). Training always starts fresh: the demo replaces its own earlier runs a
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import time
 from dataclasses import dataclass
@@ -27,10 +28,22 @@ from grepsnet_sciml.datasets.splits import generate_splits, generate_to_store, s
 
 from .compare import compare_job
 from .config import ExperimentConfig, config_from_dict, save_config
+from .data import open_dataset
 from .experiment import load_model, train
 from .plots import write_json
 
-__all__ = ["DemoConfig", "run_demo"]
+#: Captions of the figures the demo writes (any other PNG is linked under its file name).
+_CAPTIONS = {
+    "error_vs_time": "error vs time (dotted line: the training horizon)",
+    "snapshots": "vorticity snapshots: solver, models and their errors",
+    "spectra": "kinetic energy spectra",
+    "equivariance_error": "equivariance error per rollout step",
+    "transformed_test_error": "error on the transformed test set per rollout step",
+    "trajectories": "particle trajectories of sample 0",
+    "energy_drift": "relative energy drift of models and solver",
+}
+
+__all__ = ["DemoConfig", "run_demo", "summary_table"]
 
 
 @dataclass
@@ -64,8 +77,9 @@ class DemoConfig:
     particle_rollout : int
         Model steps of 1 time unit (the data spans 5).
     diagnose_steps : int
-        Steps of the symmetry diagnostics.
+        Steps of the symmetry diagnostics (on the same test samples as the evaluation).
     progress : bool
+        Progress bars (stage headers and the closing summary table are printed anyway).
     """
 
     out_dir: str = "runs/demo"
@@ -122,6 +136,13 @@ def _particle_data(cfg: DemoConfig, folder: str) -> tuple[str, str]:
     return stores["train"], stores["test"]
 
 
+def _stage(text: str) -> None:
+    """Print a stage header (between progress bars, which tqdm keeps below it)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"== {text}")
+
+
 def _fmt(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{x:.3g}"
 
@@ -136,9 +157,10 @@ def _parameters(checkpoint: str) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in core.parameters())
 
 
-def _train_fresh(cfg) -> tuple[str, list[dict], float]:
+def _train_fresh(cfg, header: str) -> tuple[str, list[dict], float]:
     """Write ``cfg`` to ``<out_dir>.toml`` and train it from scratch; ``(best checkpoint,
-    history, seconds)``."""
+    history, seconds)``. ``header`` is the stage header printed first."""
+    _stage(header)
     save_config(cfg, cfg.train.out_dir.rstrip(os.sep) + ".toml")
     clock = time.perf_counter()
     _, history = train(cfg, overwrite=True)
@@ -156,7 +178,33 @@ def _eq_last(diag, model: str) -> float:
     return float(diag.equivariance_error.sel(model=model).isel(time=-1).max())
 
 
+def _at(curve, step: int) -> float:
+    """``curve`` (one value per rollout step) at 1-based ``step``; NaN past its end."""
+    return float(curve[step - 1]) if 1 <= step <= len(curve) else float("nan")
+
+
+def _announcer(data: str):
+    return lambda stage: _stage(f"{stage} on {data}")
+
+
+def _links(out: str, part: str) -> list[str]:
+    """Markdown image links to every PNG in ``out/part``, captioned from ``_CAPTIONS``."""
+    lines = []
+    for png in sorted(glob.glob(os.path.join(out, part, "*.png"))):
+        name = os.path.basename(png)[:-4]
+        lines += [f"![{_CAPTIONS.get(name, name)}]({part}/{name}.png)", ""]
+    return lines
+
+
+def _config_links(part: str, runs: dict) -> str:
+    return "Configs of the trained models (`grepsnet train CONFIG` reproduces each): " + ", ".join(
+        f"[{name}: `{part}/{os.path.basename(r.train.out_dir)}.toml`]"
+        f"({part}/{os.path.basename(r.train.out_dir)}.toml)" for name, r in runs.items()) + "."
+
+
 def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
+    _stage(f"generating NS-Sym data ({cfg.ns_train} train + {cfg.ns_test} test trajectories "
+           f"at {cfg.resolution}x{cfg.resolution})")
     ns_train, ns_test = _ns_data(cfg, os.path.join(out, "data"))
     modes = min(12, cfg.resolution // 4)
     base = {
@@ -170,20 +218,30 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
         "FNO": _with_model(base, "fno", os.path.join(out, "ns", "train_fno"), modes=modes,
                            width=24, n_layers=4),
     }
+    # a training trajectory of ns_frames frames holds rollouts of ns_frames - t_in steps
+    horizon = cfg.ns_frames - cfg.t_in
     ckpts, numbers = {}, {}
     for name, run in runs.items():
-        ckpts[name], hist, seconds = _train_fresh(run)
+        ckpts[name], hist, seconds = _train_fresh(
+            run, f"training {name} on NS-Sym ({cfg.ns_train} trajectories, {cfg.ns_epochs} "
+            "epochs)")
         numbers[name] = {"train_epochs": len(hist), "train_seconds": seconds,
+                         "seconds_per_epoch": sum(r["seconds"] for r in hist) / len(hist),
                          "parameters": _parameters(ckpts[name]),
                          "final_train_loss": hist[-1]["train_loss"],
                          "best_valid_rollout_error": hist[-1]["best"]}
     ev, diag = compare_job(ckpts, ns_test, os.path.join(out, "ns"), cfg.ns_rollout,
                            n_samples=cfg.ns_test, diagnose_steps=cfg.diagnose_steps,
-                           diagnose_samples=2, overwrite=True)
+                           diagnose_samples=cfg.ns_test, overwrite=True, horizon=horizon,
+                           announce=_announcer("NS-Sym"))
     for name in ckpts:
-        rel = ev.rel_l2.sel(model=name).mean("sample")
+        rel = ev.rel_l2.sel(model=name).mean("sample").values
         numbers[name].update({
-            "rel_l2_step1": float(rel[0]), "rel_l2_step10": float(rel[min(9, len(rel) - 1)]),
+            "evaluated_samples": ev.sizes["sample"], "diagnosed_samples": diag.attrs["n_samples"],
+            "training_horizon_steps": horizon,
+            "rel_l2_step1": float(rel[0]), "rel_l2_step10": _at(rel, 10),
+            "rel_l2_horizon": _at(rel, horizon),
+            "rel_l2_diagnose_step": _at(rel, cfg.diagnose_steps),
             "rel_l2_last": float(rel[-1]),
             "rel_l2_rollout": float(ev.rel_l2_rollout.sel(model=name).mean()),
             "correlation_time": float(ev.correlation_time.sel(model=name).min()),
@@ -202,12 +260,16 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
         f"frames -> next frame, {cfg.ns_epochs} epochs each on the same data. Rollout of "
         f"{cfg.ns_rollout} steps from {cfg.ns_test} test states, against the pseudo-spectral "
         f"solver from the same states (training trajectories span {cfg.ns_frames} time "
-        "units).", "",
+        f"units, i.e. rollouts of up to {horizon} steps: the training horizon). Every row "
+        f"uses the same {cfg.ns_test} test samples.", "",
         "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
     ]
-    rows = [("relative L2, step 1", "rel_l2_step1"), ("relative L2, step 10", "rel_l2_step10"),
+    rows = [("relative L2, step 1", "rel_l2_step1"),
+            (f"relative L2, step {horizon} (training horizon)", "rel_l2_horizon"),
             (f"relative L2, step {cfg.ns_rollout}", "rel_l2_last"),
-            ("relative L2 over the whole rollout", "rel_l2_rollout")]
+            ("relative L2 over the whole rollout", "rel_l2_rollout"),
+            (f"relative L2, step {cfg.diagnose_steps} (the step of the two rows below)",
+             "rel_l2_diagnose_step")]
     for label, key in rows:
         lines.append(f"| {label} | " + " | ".join(_fmt(numbers[n][key]) for n in names) + " |")
     lines += [
@@ -221,21 +283,24 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
         "| parameters | " + " | ".join(str(numbers[n]["parameters"]) for n in names) + " |",
         "| training time (s) | " + " | ".join(
             f"{numbers[n]['train_seconds']:.0f}" for n in names) + " |",
+        "| training time per epoch (s) | " + " | ".join(
+            f"{numbers[n]['seconds_per_epoch']:.2g}" for n in names) + " |",
         "", f"The solver's own equivariance error at step {cfg.diagnose_steps}: "
         f"{numbers['solver']['equivariance_error_last_step']:.2e}.", "",
-        "Configs: " + ", ".join(f"`ns/{os.path.basename(r.train.out_dir)}.toml`"
-                                for r in runs.values()) + ".", "",
-        "![error vs time](ns/error_vs_time.png)", "",
-        "![equivariance error](ns/equivariance_error.png)", "",
-        "![transformed test error](ns/transformed_test_error.png)", "",
-        "![snapshots](ns/snapshots.png)", "", "![spectra](ns/spectra.png)", ""]
+        _config_links("ns", runs), "", *_links(out, "ns")]
     return numbers
 
 
 def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
+    _stage(f"generating charged-particle data ({cfg.particle_train} train + "
+           f"{cfg.particle_test} test trajectories)")
     p_train, p_test = _particle_data(cfg, os.path.join(out, "data"))
+    delta = 10
+    # from frame 0, a training trajectory holds rollouts of (frames - 1) // delta steps
+    with open_dataset(p_train) as ds:
+        horizon = (ds.sizes["time"] - 1) // delta
     base = {
-        "data": {"train": p_train, "input_frames": list(range(0, 31, 2)), "delta": 10,
+        "data": {"train": p_train, "input_frames": list(range(0, 31, 2)), "delta": delta,
                  "predict_velocity": True, "valid_rollout_steps": 4},
         "train": {"epochs": cfg.particle_epochs, "batch_size": 64, "lr": 2e-3,
                   "loss": "mse", "progress": cfg.progress, "device": "cpu"},
@@ -249,17 +314,24 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
     }
     ckpts, numbers = {}, {}
     for name, run in runs.items():
-        ckpts[name], hist, seconds = _train_fresh(run)
+        ckpts[name], hist, seconds = _train_fresh(
+            run, f"training {name} on charged particles ({cfg.particle_train} trajectories, "
+            f"{cfg.particle_epochs} epochs)")
         numbers[name] = {"train_epochs": len(hist), "train_seconds": seconds,
+                         "seconds_per_epoch": sum(r["seconds"] for r in hist) / len(hist),
                          "parameters": _parameters(ckpts[name]),
                          "final_train_loss": hist[-1]["train_loss"]}
     steps = min(cfg.diagnose_steps, cfg.particle_rollout)
     ev, diag = compare_job(ckpts, p_test, pdir, cfg.particle_rollout,
                            n_samples=cfg.particle_test, diagnose_steps=steps,
-                           diagnose_samples=2, overwrite=True)
+                           diagnose_samples=cfg.particle_test, overwrite=True, horizon=horizon,
+                           announce=_announcer("charged particles"))
     for name in ckpts:
         mse = ev.position_mse.sel(model=name).mean("sample")
         numbers[name].update({
+            "evaluated_samples": ev.sizes["sample"], "diagnosed_samples": diag.attrs["n_samples"],
+            "training_horizon_steps": horizon,
+            "position_mse_horizon": _at(mse.values, horizon),
             "position_mse_per_step": [float(v) for v in mse],
             "energy_drift_last": float(np.abs(ev.energy_drift.sel(model=name).isel(time=-1))
                                        .mean()),
@@ -267,6 +339,8 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
                                          .mean()),
             "equivariance_error_per_step": [
                 float(v) for v in diag.equivariance_error.sel(model=name).max("element")],
+            "transformed_test_error_per_step": [
+                float(v) for v in diag.transformed_error.sel(model=name).max("element")],
         })
     numbers["solver"] = {"equivariance_error_per_step": [
         float(v) for v in diag.equivariance_error.sel(model="solver").max("element")]}
@@ -277,21 +351,26 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
         "E(3) x S_n-equivariant) and EGNN (Satorras et al. 2021, equivariant baseline), both "
         "predicting positions and velocities 1 time unit (10 frames) ahead, "
         f"{cfg.particle_epochs} epochs each. Rollout of {cfg.particle_rollout} steps "
-        f"({cfg.particle_rollout} time units; the data spans 5) against the velocity-Verlet "
-        "solver.", "",
-        "Position MSE per horizon (mean over samples):", "",
+        f"({cfg.particle_rollout} time units; the training trajectories span {horizon}: the "
+        "training horizon) against the velocity-Verlet solver. Every table uses the same "
+        f"{cfg.particle_test} test samples.", "",
+        "Position MSE per horizon (mean over samples; the training horizon is marked):", "",
         "| step | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
     ]
     for k in range(cfg.particle_rollout):
-        lines.append(f"| {k + 1} | " + " | ".join(
+        mark = " (training horizon)" if k + 1 == horizon else ""
+        lines.append(f"| {k + 1}{mark} | " + " | ".join(
             _fmt(numbers[n]["position_mse_per_step"][k]) for n in names) + " |")
-    lines += ["", "Equivariance error per step (max over 8 random E(3) x S_n elements, "
-              "float64):", "", "| step | " + " | ".join(names + ["solver"]) + " |",
-              "|---|" + "---|" * (len(names) + 1)]
+    lines += ["", "Equivariance error and relative L2 error on the transformed test set per "
+              "step (max over 8 random E(3) x S_n elements, float64):", "",
+              "| step | " + " | ".join(f"{n} equivariance" for n in names + ["solver"]) + " | "
+              + " | ".join(f"{n} transformed test" for n in names) + " |",
+              "|---|" + "---|" * (2 * len(names) + 1)]
     for k in range(steps):
         lines.append(f"| {k + 1} | " + " | ".join(
             f"{numbers[n]['equivariance_error_per_step'][k]:.2e}"
-            for n in names + ["solver"]) + " |")
+            for n in names + ["solver"]) + " | " + " | ".join(
+            _fmt(numbers[n]["transformed_test_error_per_step"][k]) for n in names) + " |")
     lines += [
         "", "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names),
         "| abs. relative energy drift, last step | " + " | ".join(
@@ -301,17 +380,50 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
         "| parameters | " + " | ".join(str(numbers[n]["parameters"]) for n in names) + " |",
         "| training time (s) | " + " | ".join(
             f"{numbers[n]['train_seconds']:.0f}" for n in names) + " |",
-        "", "Configs: " + ", ".join(f"`particles/{os.path.basename(r.train.out_dir)}.toml`"
-                                    for r in runs.values()) + ".", "",
-        "![trajectories](particles/trajectories.png)", "",
-        "![error vs time](particles/error_vs_time.png)", "",
-        "![energy drift](particles/energy_drift.png)", "",
-        "![equivariance error](particles/equivariance_error.png)", ""]
+        "| training time per epoch (s) | " + " | ".join(
+            f"{numbers[n]['seconds_per_epoch']:.2g}" for n in names) + " |",
+        "", _config_links("particles", runs), "", *_links(out, "particles")]
     return numbers
 
 
+def summary_table(summary: dict) -> list[str]:
+    """The demo's key numbers as fixed-width text lines, one row per model.
+
+    Columns: the test error of one step, the rollout error at the training horizon and at
+    the last step (relative L2 for NS-Sym, position MSE for particles), the equivariance
+    error at the last diagnosed step, the real parameters and the training seconds per
+    epoch.
+    """
+    head = (f"{'data':<10} {'model':<11} {'metric':<12} {'step 1':>9} {'horizon':>15} "
+            f"{'last step':>15} {'equivariance':>12} {'params':>8} {'s/epoch':>7}")
+    lines = [head, "-" * len(head)]
+    parts = (("NS-Sym", "navier_stokes", "rel. L2", "rel_l2_step1", "rel_l2_horizon",
+              "rel_l2_last"),
+             ("particles", "particles", "position MSE", None, "position_mse_horizon", None))
+    for data, key, metric, first, at_horizon, last in parts:
+        numbers = summary[key]
+        n_steps = summary["config"]["ns_rollout" if key == "navier_stokes" else
+                                    "particle_rollout"]
+        for model, row in numbers.items():
+            if model == "solver":
+                continue
+            per_step = row.get("position_mse_per_step")
+            one = row[first] if first else per_step[0]
+            end = row[last] if last else per_step[-1]
+            equiv = row.get("equivariance_error_last_step")
+            if equiv is None:
+                equiv = row["equivariance_error_per_step"][-1]
+            horizon = row["training_horizon_steps"]
+            lines.append(
+                f"{data:<10} {model:<11} {metric:<12} {_fmt(one):>9} "
+                f"{_fmt(row[at_horizon]) + f' (step {horizon})':>15} "
+                f"{_fmt(end) + f' (step {n_steps})':>15} {equiv:>12.2e} "
+                f"{row['parameters']:>8} {row['seconds_per_epoch']:>7.2g}")
+    return lines
+
+
 def run_demo(cfg: DemoConfig | None = None) -> str:
-    """Run the demo; returns the path of ``report.md``."""
+    """Run the demo; print the stages and a closing summary table; return ``report.md``."""
     cfg = cfg or DemoConfig()
     out = cfg.out_dir
     os.makedirs(os.path.join(out, "data"), exist_ok=True)
@@ -321,8 +433,12 @@ def run_demo(cfg: DemoConfig | None = None) -> str:
     summary["navier_stokes"] = _ns_part(cfg, out, lines)
     summary["particles"] = _particle_part(cfg, out, lines)
     summary["seconds"] = time.perf_counter() - clock
-    lines += [f"Total time: {summary['seconds']:.0f} s. Numbers: `summary.json`.", ""]
+    _stage("writing the report")
+    table = summary_table(summary)
+    lines += ["## Summary", "", "```", *table, "```", "",
+              f"Total time: {summary['seconds']:.0f} s. Numbers: `summary.json`.", ""]
     report = os.path.join(out, "report.md")
     atomic_write_text(report, "\n".join(lines))
     write_json(summary, os.path.join(out, "summary.json"))
+    print("\n".join(["", *table, "", f"total time {summary['seconds']:.0f} s"]), flush=True)
     return report

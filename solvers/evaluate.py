@@ -21,8 +21,9 @@ Fields (:func:`evaluate_fields`), for predictions ``p`` and truth ``y`` of shape
 Particles (:func:`evaluate_particles`), positions and velocities ``(sample, time, N, 3)``:
 ``position_mse``, ``rel_l2`` (positions), ``energy`` and ``energy_true`` (kinetic plus
 Coulomb ``q_i q_j / sqrt(r^2 + eps^2)``), ``energy_drift = (E_t - E_0) / |E_0|`` from the
-initial state, ``momentum_drift = ||P_t - P_0||`` (unit masses), and ``trajectory`` /
-``trajectory_true`` of sample 0.
+initial state (and the solver's own ``energy_drift_true(sample, time)``),
+``momentum_drift = ||P_t - P_0||`` (unit masses), and ``trajectory`` / ``trajectory_true``
+of sample 0.
 
 Steps a blow-up guard marked (NaN) give NaN metrics.
 
@@ -259,7 +260,9 @@ def evaluate_particles(predictions: Mapping[str, tuple], truth: tuple, charges: 
         out["trajectory"].append(x[0].double().numpy())
     dims = ("model", "sample", "time")
     data = {k: (dims, np.stack(v)) for k, v in out.items() if k != "trajectory"}
-    data["energy_true"] = (dims[1:], _particle_energy(x_true, v_true, q, softening).numpy())
+    e_true = _particle_energy(x_true, v_true, q, softening)
+    data["energy_true"] = (dims[1:], e_true.numpy())
+    data["energy_drift_true"] = (dims[1:], ((e_true - e0[:, None]) / e0.abs()[:, None]).numpy())
     data["trajectory"] = (("model", "time", "particle", "spatial"), np.stack(out["trajectory"]))
     data["trajectory_true"] = (("time", "particle", "spatial"), x_true[0].double().numpy())
     data["initial_position"] = (("particle", "spatial"), initial[0][0].double().numpy())

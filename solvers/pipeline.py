@@ -259,9 +259,9 @@ def evaluate_job(job: JobConfig, name: str = "surrogate") -> xr.Dataset:
         eps = float(DatasetSpec.from_dataset(ds).config.get("softening") or 0.0)
         ev = evaluate_particles({name: result.states}, truth, state[2], initial=state[:2],
                                 times=times, softening=eps)
-        plots.plot_error_vs_time(ev, os.path.join(job.out_dir, "error_vs_time"))
-        plots.plot_error_vs_time(ev, os.path.join(job.out_dir, "energy_drift"),
-                                 metric="energy_drift")
+        plots.plot_error_vs_time(ev, os.path.join(job.out_dir, "error_vs_time"),
+                                 metric="position_mse")
+        plots.plot_energy_drift(ev, os.path.join(job.out_dir, "energy_drift"))
         plots.plot_trajectories(ev, os.path.join(job.out_dir, "trajectories"))
     ev = with_guard(ev, [result])
     _write_netcdf(ev, os.path.join(job.out_dir, "evaluation.nc"))
@@ -331,7 +331,8 @@ def diagnose_job(job: JobConfig, name: str = "surrogate", n_elements: int = 8) -
     truth = solver(state, job.n_steps)
     diag = symmetry_consistency({name: learned, "solver": solver}, state, job.n_steps,
                                 transform, truth=truth)
-    diag = diag.assign_coords(time=step_time * diag.time.values)
+    n_samples = len(state[0] if isinstance(state, tuple) else state)
+    diag = diag.assign_coords(time=step_time * diag.time.values).assign_attrs(n_samples=n_samples)
     plots.plot_equivariance(diag, os.path.join(job.out_dir, "equivariance_error"))
     plots.plot_equivariance(diag, os.path.join(job.out_dir, "transformed_test_error"),
                             variable="transformed_error")

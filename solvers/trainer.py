@@ -520,6 +520,17 @@ class Trainer:
             value = value / self.world
         return float(value)
 
+    def _label(self) -> str:
+        """The model's display name for the progress bar (``meta["model"]["name"]``)."""
+        from .registry import get_model
+
+        model = self.meta.get("model")
+        name = model.get("name") if isinstance(model, dict) else None
+        try:
+            return get_model(name).display if name else type(self.model).__name__
+        except ValueError:  # a name outside the registry: shown as given
+            return str(name)
+
     def fit(self, resume: bool = False, overwrite: bool = False) -> list[dict]:
         """Train for the remaining epochs; returns the metrics of the epochs run.
 
@@ -557,8 +568,8 @@ class Trainer:
             self.model.train()
             start, total = time.perf_counter(), 0.0
             bar = tqdm(self._batches(epoch), total=self.batches_per_epoch,
-                       desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and main),
-                       leave=False)
+                       desc=f"{self._label()} train epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not (cfg.progress and main), leave=False, unit="batch")
             for k, (inputs, target) in enumerate(bar):
                 inputs, target = _to(inputs, self.device), _to(target, self.device)
                 loss = self._loss(inputs, target)

@@ -96,7 +96,7 @@ def test_egnn_stream_is_continuous():
     whole = cp.generate(6, **kwargs)
     valid = cp.generate(2, split="valid", first_sample=1, n_train=3, **kwargs)
     test = cp.generate(1, split="test", n_train=3, n_valid=1, **kwargs)
-    chunk = cp.generate(3, first_sample=2, chunk_size=2, threads=2, **kwargs)
+    chunk = cp.generate(3, first_sample=2, batch_size=2, threads=2, **kwargs)
     for part, rows in ((valid, [4, 5]), (test, [4]), (chunk, [2, 3, 4])):
         for name in ("position", "velocity", "charge"):
             assert np.array_equal(part[name].values, whole[name].values[rows])
@@ -215,7 +215,7 @@ def test_clean_energy_error_is_second_order():
 
 def test_clean_equals_slow_loop_and_chunks():
     ds = cp.generate(5, preset="clean", seed=2, n_steps=300, progress=False)
-    part = cp.generate(2, preset="clean", seed=2, first_sample=3, n_steps=300, chunk_size=1,
+    part = cp.generate(2, preset="clean", seed=2, first_sample=3, n_steps=300, batch_size=1,
                        threads=2, progress=False)
     for name in ("position", "velocity", "charge"):
         assert np.array_equal(part[name].values, ds[name].values[3:])
@@ -272,7 +272,7 @@ def test_simulate_accepts_torch_and_detects_blow_up():
     (dict(n_samples=1, dt=0.0), "dt"),
     (dict(n_samples=1, softening=0.1), "softening"),
     (dict(n_samples=1, preset="clean", softening=-1.0), "softening"),
-    (dict(n_samples=1, chunk_size=0), "chunk_size"),
+    (dict(n_samples=1, batch_size=0), "batch_size"),
     (dict(n_samples=1, threads=0), "threads"),
 ])
 def test_generate_rejects_bad_input(kwargs, match):

@@ -293,17 +293,17 @@ def test_particle_arithmetic_per_sample_does_not_depend_on_the_chunking(reductio
     for module in (_particles_clean, _particles_common, _particles_egnn):
         assert _matmul_operators(module) == [], module.__name__
 
-    def run(n_samples, chunk_size):
+    def run(n_samples, batch_size):
         return cp.generate(n_samples, preset=preset, seed=5, n_steps=300, record_every=100,
-                           chunk_size=chunk_size, progress=False)
+                           batch_size=batch_size, progress=False)
 
     seen, data = {}, {}
     for n_samples in (3, 4):
-        for chunk_size in (1, 3):
+        for batch_size in (1, 3):
             reductions.clear()
-            ds = run(n_samples, chunk_size)
-            data[n_samples, chunk_size] = (ds.position.values, ds.velocity.values)
-            seen[n_samples, chunk_size] = {call for call in reductions
+            ds = run(n_samples, batch_size)
+            data[n_samples, batch_size] = (ds.position.values, ds.velocity.values)
+            seen[n_samples, batch_size] = {call for call in reductions
                                            if any(d.startswith("float") for d in call[2])}
     reference = seen[4, 3]
     assert not any(name in ("matmul", "dot", "einsum", "tensordot", "inner", "vdot")
@@ -314,8 +314,8 @@ def test_particle_arithmetic_per_sample_does_not_depend_on_the_chunking(reductio
         assert calls == reference, f"{key}: {calls ^ reference}"
     whole_position, whole_velocity = data[4, 3]
     assert np.isfinite(whole_position).all() and float(np.abs(whole_velocity).max()) > 0.1
-    for (n_samples, chunk_size), (position, velocity) in data.items():
-        label = f"{n_samples} samples, chunks of {chunk_size}"
+    for (n_samples, batch_size), (position, velocity) in data.items():
+        label = f"{n_samples} samples, batches of {batch_size}"
         assert position.tobytes() == whole_position[:n_samples].tobytes(), label
         assert velocity.tobytes() == whole_velocity[:n_samples].tobytes(), label
 

@@ -76,9 +76,21 @@ def test_command_errors_name_the_problem(ns_data, capsys):
 
 
 @pytest.mark.slow
-def test_demo_small(tmp_path):
+def test_demo_small(tmp_path, capsys):
     assert main(["demo", "--small", "--quiet", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for header in ("== training GRepsFNO on NS-Sym", "== rolling out on NS-Sym",
+                   "== evaluating on charged particles", "== diagnostics on charged particles"):
+        assert header in printed
+    table = [line.split() for line in printed.splitlines() if line.startswith(
+        ("NS-Sym ", "particles "))]
+    assert [row[1] for row in table] == ["GRepsFNO", "FNO", "GRepsNBody", "EGNN"]
     report = (tmp_path / "report.md").read_text()
+    # every figure the demo wrote is linked from the report
+    pngs = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
+    assert "particles/transformed_test_error.png" in pngs and len(pngs) == 10
+    for png in pngs:
+        assert f"]({png})" in report, png
     assert "ns/equivariance_error.png" in report and (tmp_path / "ns" / "spectra.png").exists()
     assert "particles/trajectories.png" in report and "GRepsNBody" in report
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -90,13 +102,24 @@ def test_demo_small(tmp_path):
     for name in ("GRepsNBody", "EGNN"):
         assert len(particles[name]["position_mse_per_step"]) == 6
         assert max(particles[name]["equivariance_error_per_step"]) < 1e-10
+    # the transformed-test rows are measured on the same test samples as the plain rows
+    for part, n in ((ns, 2), (particles, 2)):
+        for name in [m for m in part if m != "solver"]:
+            assert part[name]["evaluated_samples"] == part[name]["diagnosed_samples"] == n
+    with xr.open_dataset(tmp_path / "ns" / "diagnostics.nc", engine="h5netcdf") as diag:
+        assert diag.attrs["n_samples"] == 2
+    # the training horizon: 8 frames with 2 of history; 51 particle frames, 10 per step
+    assert ns["FNO"]["training_horizon_steps"] == 6
+    assert particles["EGNN"]["training_horizon_steps"] == 5
+    assert particles["EGNN"]["position_mse_horizon"] == particles["EGNN"][
+        "position_mse_per_step"][4]
     # every trained model's config is written beside its run, and is what was trained
     from grepsnet_sciml.solvers.config import load_config
     from grepsnet_sciml.solvers.experiment import load_model
 
     for part, run in (("ns", "train_grepsfno"), ("ns", "train_fno"),
                       ("particles", "train_grepsnbody"), ("particles", "train_egnn")):
-        assert f"`{part}/{run}.toml`" in report
+        assert f"({part}/{run}.toml)" in report
         cfg = load_config(tmp_path / part / f"{run}.toml")
         assert cfg == load_model(str(tmp_path / part / run / "best.pt")).config
     # the data went through the resumable generate path: zarr stores with per-split seeds

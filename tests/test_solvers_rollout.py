@@ -26,6 +26,7 @@ from grepsnet_sciml.solvers.evaluate import (
     field_energy,
 )
 from grepsnet_sciml.solvers.plots import (
+    plot_energy_drift,
     plot_equivariance,
     plot_error_vs_time,
     plot_snapshots,
@@ -269,7 +270,7 @@ def test_evaluate_fields_metrics():
         evaluate({"x": truth}, truth, kind="mesh")
 
 
-def test_evaluate_particles_conservation_metrics():
+def test_evaluate_particles_conservation_metrics(tmp_path):
     ds = toy_particle_dataset(n_samples=2, n_time=6)
     x = torch.as_tensor(ds.position.values)
     v = torch.as_tensor(ds.velocity.values)
@@ -282,6 +283,15 @@ def test_evaluate_particles_conservation_metrics():
     assert float(ev.momentum_drift.sel(model="exact").max()) < 1e-12
     np.testing.assert_allclose(ev.momentum_drift.sel(model="kicked").values, math.sqrt(3) * 5)
     np.testing.assert_allclose(ev.energy.sel(model="exact").values, ev.energy_true.values)
+    # the solver's own drift is the exact model's, and is plotted beside every model's
+    np.testing.assert_allclose(ev.energy_drift_true.values,
+                               ev.energy_drift.sel(model="exact").values, atol=1e-15)
+    assert float(np.abs(ev.energy_drift.sel(model="kicked")).min()) > 1e-3
+    png = plot_energy_drift(ev, str(tmp_path / "drift"), horizon=3)
+    data = json.loads((tmp_path / "drift.json").read_text())
+    assert png.endswith("drift.png") and data["horizon"] == 3
+    np.testing.assert_allclose(data["solver"], np.abs(ev.energy_drift_true.values).mean(0))
+    assert set(data["models"]) == {"exact", "kicked"}
 
 
 def test_symmetry_consistency_solver_exact_model_not(tmp_path):
@@ -314,6 +324,20 @@ def test_symmetry_consistency_solver_exact_model_not(tmp_path):
     data = json.loads((tmp_path / "equiv.json").read_text())
     assert png.endswith(".png") and set(data["models"]) == {"fno", "solver"}
     assert len(data["models"]["fno"]["r"]) == 4
+    # one shared log scale: the solver's ~1e-15 and the FNO's >1e-4 on the same y axis
+    import matplotlib.pyplot as plt
+
+    captured = []
+    original = plt.subplots
+    plt.subplots = lambda *a, **k: captured.append(original(*a, **k)) or captured[-1]
+    try:
+        plot_equivariance(diag, str(tmp_path / "equiv2"))
+    finally:
+        plt.subplots = original
+    axes = captured[0][1][0]
+    low, high = axes[0].get_ylim()
+    assert axes[0].get_shared_y_axes().joined(axes[0], axes[1])
+    assert low < 1e-12 and high > 1e-4 and axes[1].get_ylabel() == ""
 
 
 def test_particle_symmetry_consistency():
