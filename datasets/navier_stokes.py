@@ -57,13 +57,15 @@ from grepsnet_sciml.groups import C1, D2, D4
 
 from ._environment import generation_threads
 from ._ns_solver import SCHEMES, NavierStokes2D, default_dt, record_count
-from ._ns_spectral import FORCINGS, gaussian_random_field, grid_coordinates
+from ._ns_spectral import FORCINGS, forcing_field, gaussian_random_field, grid_coordinates
 from .contract import DatasetSpec, group_elements
 
 __all__ = [
     "NavierStokes2D",
     "NavierStokesConfig",
+    "FORCING_AMPLITUDE",
     "PRESETS",
+    "PRESET_DESCRIPTIONS",
     "SOLVER_VERSION",
     "VORTICITY",
     "VELOCITY",
@@ -77,6 +79,8 @@ VORTICITY = "vorticity"
 VELOCITY = "velocity"
 #: Solver version written to ``attrs["solver_version"]``.
 SOLVER_VERSION = f"grepsnet_sciml {__version__} navier_stokes/1"
+#: Amplitude of both named forcings in the anchors' data (FNO's NS, G-FNO's NS-Sym).
+FORCING_AMPLITUDE = 0.1
 #: ``attrs["equation"]``.
 EQUATION = "dw/dt + u . grad w = nu Laplacian w + f on the unit torus"
 
@@ -96,6 +100,9 @@ class NavierStokesConfig:
         ``nu > 0``.
     forcing : {"fno", "symmetric"} or None
         Named forcing, or ``None`` for none (a user array is passed to :func:`generate`).
+    forcing_amplitude : float
+        Amplitude ``A > 0`` of the named forcing (``A (sin 2 pi (x+y) + cos 2 pi (x+y))``
+        or ``A (cos 4 pi x + cos 4 pi y)``); it does not change the declared symmetry.
     t_final, record_every : float
         Frames at ``t = record_every, 2 record_every, ..., t_final``.
     include_initial : bool
@@ -120,6 +127,7 @@ class NavierStokesConfig:
     sim_resolution: int | None = None
     viscosity: float = 1e-4
     forcing: str | None = "symmetric"
+    forcing_amplitude: float = FORCING_AMPLITUDE
     t_final: float = 30.0
     record_every: float = 1.0
     include_initial: bool = False
@@ -166,7 +174,8 @@ class NavierStokesConfig:
             )
         if s % 2 or s < 4:
             raise ValueError(f"sim_resolution: expected an even grid size >= 4, got {s}")
-        for name in ("viscosity", "t_final", "record_every", "cfl_max", "alpha", "tau"):
+        for name in ("viscosity", "forcing_amplitude", "t_final", "record_every", "cfl_max",
+                     "alpha", "tau"):
             value = getattr(self, name)
             if not _positive(value):
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
@@ -181,6 +190,12 @@ class NavierStokesConfig:
             raise ValueError(
                 f"forcing: unknown forcing {self.forcing!r}; expected one of "
                 f"{list(FORCINGS)}, None or an array"
+            )
+        if self.forcing not in FORCINGS and self.forcing_amplitude != FORCING_AMPLITUDE:
+            raise ValueError(
+                f"forcing_amplitude: {self.forcing_amplitude!r} applies to a named forcing, but "
+                f"forcing is {self.forcing!r}; expected a forcing among {list(FORCINGS)} or "
+                f"the default amplitude {FORCING_AMPLITUDE}"
             )
         if self.scheme not in SCHEMES:
             raise ValueError(
@@ -223,7 +238,8 @@ def _positive(value) -> bool:
     )
 
 
-#: Presets matching the anchors' data sets (sizes overridable through :func:`preset`).
+#: Presets matching the anchors' data sets (sizes overridable through :func:`preset`);
+#: :data:`PRESET_DESCRIPTIONS` says in plain text what each sets.
 PRESETS: dict[str, NavierStokesConfig] = {
     "ns": NavierStokesConfig(
         resolution=64, sim_resolution=256, viscosity=1e-4, forcing="fno",
@@ -233,6 +249,17 @@ PRESETS: dict[str, NavierStokesConfig] = {
         resolution=64, sim_resolution=256, viscosity=1e-4, forcing="symmetric",
         t_final=30.0, record_every=1.0,
     ),
+}
+
+
+#: One plain-text line per preset (for ``grepsnet generate navier-stokes --help``).
+PRESET_DESCRIPTIONS = {
+    "ns": "FNO's NS data: forcing fno = 0.1 (sin 2 pi (x+y) + cos 2 pi (x+y)), viscosity "
+          "1e-4, symmetry D2('diagonal') with shifts, frames t = 1..30, simulated 256, "
+          "stored 64",
+    "ns-sym": "G-FNO's NS-Sym data: forcing symmetric = 0.1 (cos 4 pi x + cos 4 pi y), "
+              "viscosity 1e-4, symmetry D4 (reflections with shift (1/4, 1/4)), frames "
+              "t = 1..30, simulated 256, stored 64",
 }
 
 
@@ -351,6 +378,7 @@ def generate(
     sim_resolution=_UNSET,
     viscosity=_UNSET,
     forcing=_UNSET,
+    forcing_amplitude=_UNSET,
     t_final=_UNSET,
     record_every=_UNSET,
     include_initial=_UNSET,
@@ -428,8 +456,9 @@ def generate(
         raise ValueError(f"preset: unknown preset {preset!r}; expected one of {list(PRESETS)}")
     given = {
         "resolution": resolution, "sim_resolution": sim_resolution, "viscosity": viscosity,
-        "t_final": t_final, "record_every": record_every, "include_initial": include_initial,
-        "scheme": scheme, "dt": dt, "cfl": cfl, "cfl_max": cfl_max, "velocity": velocity,
+        "forcing_amplitude": forcing_amplitude, "t_final": t_final,
+        "record_every": record_every, "include_initial": include_initial, "scheme": scheme,
+        "dt": dt, "cfl": cfl, "cfl_max": cfl_max, "velocity": velocity,
     }
     forcing_array = None
     if forcing is not _UNSET:
@@ -456,9 +485,12 @@ def _simulate(config, forcing_array, n_samples, seed, first_sample, initial_cond
     """The body of :func:`generate`, with validated arguments."""
     size, stored = config.simulation_resolution, config.resolution
     stride = size // stored
+    forcing = forcing_array if forcing_array is not None else config.forcing
+    if config.forcing in FORCINGS and config.forcing_amplitude != FORCING_AMPLITUDE:
+        forcing = forcing_field(config.forcing, size) * (
+            config.forcing_amplitude / FORCING_AMPLITUDE)
     solver = NavierStokes2D(
-        size, config.viscosity,
-        forcing_array if forcing_array is not None else config.forcing,
+        size, config.viscosity, forcing,
         scheme=config.scheme, dt=config.time_step, cfl=config.cfl, cfl_max=config.cfl_max,
         dtype=dtype, device=device,
     )

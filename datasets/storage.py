@@ -12,8 +12,9 @@ h5netcdf when the path ends in ``.nc``.
 
 Atomicity and resuming
 ----------------------
-Nothing appears at ``PATH`` until the dataset is complete. The work happens in the workspace
-``PATH.partial/``::
+Nothing appears at ``PATH`` until the dataset is complete; a finished zarr store carries
+consolidated metadata, so a plain ``xarray.open_zarr(PATH)`` opens it. The work happens in
+the workspace ``PATH.partial/``::
 
     manifest.json   the arguments, their fingerprint, the settings the bytes depend on
                     (torch/numpy versions, CPU capability, threads) and the finished chunks
@@ -58,6 +59,7 @@ import itertools
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,6 +89,7 @@ __all__ = [
     "SAMPLE_DIM",
     "check_output",
     "check_replaceable",
+    "consolidate_metadata",
     "local_cluster",
     "open_dataset",
     "read_manifest",
@@ -620,12 +623,15 @@ class _Workspace:
         return self._layout_cache
 
     def finish(self, path: Path) -> None:
-        """Move the finished dataset to ``path`` and remove the workspace."""
+        """Move the finished dataset to ``path`` (a zarr store with consolidated metadata)
+        and remove the workspace."""
         product = self.store
         if self.arguments["format"] == "netcdf":
             product = self.root / _ASSEMBLED_NAME
             if not product.exists():
                 _assemble_netcdf(self.store, product, self.arguments["chunk_size"])
+        else:
+            consolidate_metadata(product)
         if path.exists() or path.is_symlink():
             replaced = self.root / _REPLACED_NAME
             if replaced.exists():
@@ -657,6 +663,26 @@ def _assemble_netcdf(store: Path, target: Path, chunk_size: int) -> None:
         ds.close()
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+
+
+def consolidate_metadata(store: str | os.PathLike) -> None:
+    """Write the consolidated metadata of the finished zarr ``store``.
+
+    Then a plain ``xarray.open_zarr(store)`` opens it from one metadata read and without the
+    warning about missing consolidated metadata. Call it after the last change to the
+    store's arrays or attrs: later changes are not seen by consolidated readers. zarr's
+    warning that consolidated metadata is not part of the Zarr format 3 specification is
+    silenced (xarray and zarr-python read it).
+    """
+    import zarr
+    from zarr.errors import ZarrUserWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Consolidated metadata is currently not part",
+            category=ZarrUserWarning,
+        )
+        zarr.consolidate_metadata(os.fspath(store))
 
 
 # --------------------------------------------------------------------------------------------

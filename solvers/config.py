@@ -77,8 +77,10 @@ class DataConfig:
         Use at most this many training samples (0: all).
     variables : list of str
         Field variables stacked per frame (fields only).
-    t_in, t_out : int
-        History frames in, frames out (fields only).
+    t_in : int
+        History frames the model reads per sample (fields only).
+    t_out : int
+        Frames the model predicts per call (fields only).
     input_frames : list of int
         Input frames of each particle sample (EGNN: [30]).
     delta : int

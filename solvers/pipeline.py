@@ -38,7 +38,7 @@ from .diagnostics import field_elements, field_transform, particle_transform, sy
 from .evaluate import evaluate_fields, evaluate_particles
 from .experiment import LoadedModel, _resolve_name, check_modes, load_model
 from .reference import navier_stokes_solver, particle_solver
-from .rollout import ROLLOUT_MARKER, RolloutResult, guard_report, rollout
+from .rollout import ROLLOUT_MARKER, RolloutResult, guard_report, rollout, store_coordinates
 
 __all__ = ["JobConfig", "initial_states", "rollout_job", "evaluate_job", "diagnose_job",
            "claim_outputs", "job_outputs", "evaluation_summary", "with_guard"]
@@ -231,8 +231,14 @@ def rollout_job(job: JobConfig) -> RolloutResult:
     state, step_time, _ = initial_states(loaded, ds, job)
     claim_outputs(job.out_dir, job_outputs("rollout", loaded.kind), job.overwrite, "rollout")
     store = os.path.join(job.out_dir, "rollout.zarr")
+    idx = _samples(ds, job.n_samples)  # the samples initial_states took
+    frame = job.start + loaded.config.data.t_in - 1 if loaded.kind == "field" else job.start
+    attrs = {"model": _resolve_name(loaded.config.model, loaded.kind),
+             "checkpoint": os.fspath(job.checkpoint), "data": os.fspath(job.data),
+             "start_frame": int(frame), "group": str(ds.attrs.get("group", ""))}
     return rollout(loaded.model, state, job.n_steps, layout=loaded.layout, store=store,
-                   chunk=job.chunk, step_time=step_time)
+                   chunk=job.chunk, step_time=step_time, **store_coordinates(ds, idx, frame),
+                   attrs=attrs)
 
 
 def evaluate_job(job: JobConfig, name: str = "surrogate") -> xr.Dataset:

@@ -65,7 +65,8 @@ def navier_stokes_solver(ds, layout: FieldLayout, progress: bool = False):
                          "cannot rerun the solver")
     base = navier_stokes.NavierStokesConfig(
         viscosity=cfg["viscosity"], forcing=cfg["forcing"], scheme=cfg.get("scheme", "fast"),
-        record_every=cfg["record_every"], cfl_max=cfg.get("cfl_max", 1.0))
+        record_every=cfg["record_every"], cfl_max=cfg.get("cfl_max", 1.0),
+        forcing_amplitude=cfg.get("forcing_amplitude", navier_stokes.FORCING_AMPLITUDE))
 
     def solve(frames: torch.Tensor, n_steps: int) -> torch.Tensor:
         n = frames.shape[-1]

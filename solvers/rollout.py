@@ -21,7 +21,11 @@ trajectory has blown up the rollout stops: in memory the remaining steps are NaN
 ends at that step. :meth:`RolloutResult.guard_report` says which samples died at which step.
 
 Streaming (``store=``): frames are appended to the zarr store every ``chunk`` steps, so
-memory and the time before the first step do not depend on ``n_steps``.
+memory and the time before the first step do not depend on ``n_steps``. The store has the
+coordinates ``sample``, ``x``, ``y`` (fields) or ``particle``, ``spatial`` (particles) given
+by ``coords=`` (:func:`store_coordinates` takes them from the data), absolute times
+``start_time + k * step_time``, the attrs given by ``attrs=`` besides its own, and, once
+finished, consolidated metadata, so a plain ``xarray.open_zarr(store)`` opens it.
 
 Examples
 --------
@@ -39,8 +43,10 @@ Examples
 
 from __future__ import annotations
 
+import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +54,12 @@ import torch
 import xarray as xr
 import zarr
 
+from grepsnet_sciml.datasets.storage import consolidate_metadata
+
 from .data import FieldLayout
 
-__all__ = ["RolloutResult", "rollout", "solver_rollout", "guard_report", "ROLLOUT_MARKER"]
+__all__ = ["RolloutResult", "rollout", "solver_rollout", "store_coordinates", "guard_report",
+           "ROLLOUT_MARKER"]
 
 ROLLOUT_MARKER = "grepsnet rollout"
 """``attrs["written_by"]`` of every store :func:`rollout` writes."""
@@ -100,9 +109,10 @@ class RolloutResult:
     blown_up : torch.Tensor
         ``(batch,)`` bool.
     store : str or None
-        The zarr store holding the states (``xarray.open_zarr(store, consolidated=False)``):
-        the state variables over ``time``, ``valid_steps(sample)`` and
-        ``blowup_step(sample)``; it ends at ``steps_run``.
+        The zarr store holding the states (``xarray.open_zarr(store)``; consolidated
+        metadata once finished): the state variables over ``time`` with the coordinates
+        given to :func:`rollout`, ``valid_steps(sample)`` and ``blowup_step(sample)``; it
+        ends at ``steps_run``.
     blowup_step : torch.Tensor
         ``(batch,)`` long: the 1-based step at which the guard fired, 0 if it never did.
     n_steps : int
@@ -131,14 +141,34 @@ def _norms(x: torch.Tensor) -> torch.Tensor:
 class _Sink:
     """Collects steps in memory, or appends them to a zarr store every ``chunk`` steps."""
 
-    def __init__(self, names, dims, store, chunk, step_time, attrs):
+    def __init__(self, names, dims, store, chunk, step_time, start_time, coords, attrs):
         self.names, self.dims, self.store, self.chunk = names, dims, store, chunk
-        self.step_time, self.attrs = step_time, attrs
+        self.step_time, self.start_time = step_time, start_time
+        self.coords, self.attrs = coords, attrs
         self.buffer: list[list[torch.Tensor]] = [[] for _ in names]
         self.written = 0
         self.group = None
         if store is not None and os.path.exists(store):
             raise FileExistsError(f"store: {store!r} already exists; choose a new path")
+
+    def _coordinates(self, blocks) -> dict:
+        """The given coordinates of the stored dimensions (``sample`` by default its
+        index), checked against the sizes of the states."""
+        sizes = {}
+        for dims, block in zip(self.dims, blocks):
+            sizes.update((d, n) for d, n in zip(dims, block.shape) if d != "time")
+        unknown = sorted(set(self.coords) - set(sizes))
+        if unknown:
+            raise ValueError(f"coords: dimensions {unknown} are not stored; expected some of "
+                             f"{sorted(sizes)}")
+        out = {"sample": np.arange(sizes["sample"])}
+        for dim, values in self.coords.items():
+            values = np.asarray(values)
+            if values.shape != (sizes[dim],):
+                raise ValueError(f"coords: {dim!r} has shape {values.shape}, expected "
+                                 f"({sizes[dim]},) like the states")
+            out[dim] = values.astype(object) if values.dtype.kind == "U" else values
+        return out
 
     def add(self, states: list[torch.Tensor]) -> None:
         for buf, s in zip(self.buffer, states):
@@ -151,13 +181,17 @@ class _Sink:
             return
         n = len(self.buffer[0])
         blocks = [torch.stack(buf, 1).float().numpy() for buf in self.buffer]
-        time = (np.arange(self.written + 1, self.written + n + 1) * self.step_time)
+        time = self.start_time + np.arange(self.written + 1, self.written + n + 1) * (
+            self.step_time)
         if self.group is None:
             encoding = {name: {"chunks": (b.shape[0], self.chunk, *b.shape[2:])}
                         for name, b in zip(self.names, blocks)}
             encoding["time"] = {"chunks": (self.chunk,)}
+            coords = {"time": ("time", time, {"long_name": "time of the state (start_time + "
+                                                           "step * step_time)"}),
+                      **self._coordinates(blocks)}
             xr.Dataset({name: (d, b) for name, d, b in zip(self.names, self.dims, blocks)},
-                       coords={"time": time}, attrs=self.attrs).to_zarr(
+                       coords=coords, attrs=self.attrs).to_zarr(
                 self.store, mode="w-", consolidated=False, encoding=encoding)
             self.group = zarr.open_group(self.store, mode="r+")
         else:
@@ -193,13 +227,15 @@ class _Sink:
         }).to_zarr(self.store, mode="a", consolidated=False)
         self.group.attrs.update({"n_steps_requested": n_steps, "steps_run": self.written,
                                  "guard": report})
+        consolidate_metadata(self.store)
         return None
 
 
 def rollout(model: torch.nn.Module, initial_state, n_steps: int, *,
             layout: FieldLayout | None = None, growth_limit: float = 1e3,
             store: str | os.PathLike | None = None, chunk: int = 16,
-            step_time: float | None = None) -> RolloutResult:
+            step_time: float | None = None, start_time: float = 0.0,
+            coords: Mapping | None = None, attrs: Mapping | None = None) -> RolloutResult:
     """Roll ``model`` out autoregressively for ``n_steps`` steps from ``initial_state``.
 
     Parameters
@@ -222,8 +258,21 @@ def rollout(model: torch.nn.Module, initial_state, n_steps: int, *,
     chunk : int
         Steps kept in memory between appends to ``store``.
     step_time : float, optional
-        Time per step: the store's time coordinate, and the finite-difference step for
-        particle models that predict positions only (then required).
+        Time per step: the spacing of the store's time coordinate, and the finite-difference
+        step for particle models that predict positions only (then required).
+    start_time : float
+        Time of the initial state (of its last frame for fields): step ``k`` (1-based) is
+        stored at ``start_time + k * step_time``.
+    coords : mapping, optional
+        Coordinate values of the store by dimension: ``sample``, ``x``, ``y``,
+        ``component`` (fields); ``sample``, ``particle``, ``spatial`` (particles); each 1-D
+        of the states' length along it. ``sample`` defaults to ``0 .. B - 1``.
+        :func:`store_coordinates` takes them from the dataset the states came from.
+    attrs : mapping, optional
+        Attributes of the store besides those :func:`rollout` writes (``written_by``,
+        ``growth_limit``, ``representations``, fields: ``group``; at the end
+        ``n_steps_requested``, ``steps_run``, ``guard``), e.g. model name, checkpoint and
+        data paths, start frame. Values are JSON-ready (str, numbers, lists).
 
     Returns
     -------
@@ -252,18 +301,25 @@ def rollout(model: torch.nn.Module, initial_state, n_steps: int, *,
                     f"initial_state: dtype {t.dtype} differs from the model's parameters "
                     f"({param.dtype}); expected one dtype: cast the state (e.g. "
                     f".to({param.dtype})) or the model (model.to({t.dtype}))")
-    attrs = {"written_by": ROLLOUT_MARKER, "growth_limit": float(growth_limit)}
+    if not (isinstance(start_time, (int, float)) and math.isfinite(start_time)):
+        raise ValueError(f"start_time: expected a finite number, got {start_time!r}")
+    for name, value in (("coords", coords), ("attrs", attrs)):
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"{name}: expected a mapping or None, got {type(value).__name__}")
+    store_info = (float(start_time), dict(coords or {}),
+                  {**dict(attrs or {}), "written_by": ROLLOUT_MARKER,
+                   "growth_limit": float(growth_limit)})
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             if isinstance(initial_state, (tuple, list)):
                 return _particles(model, initial_state, n_steps, growth_limit, store, chunk,
-                                  step_time, device, attrs)
+                                  step_time, device, store_info)
             if layout is None:
                 raise ValueError("layout: a FieldLayout is required to roll out a field model")
             return _fields(model, initial_state, n_steps, layout, growth_limit, store, chunk,
-                           step_time, device, attrs)
+                           step_time, device, store_info)
     finally:
         model.train(was_training)
 
@@ -292,7 +348,7 @@ class _Guard:
                              steps_run)
 
 
-def _fields(model, state, n_steps, layout, limit, store, chunk, step_time, device, attrs):
+def _fields(model, state, n_steps, layout, limit, store, chunk, step_time, device, store_info):
     if not isinstance(state, torch.Tensor) or state.ndim != 5 or (
             state.shape[2] != layout.frame_channels):
         raise ValueError(
@@ -309,7 +365,11 @@ def _fields(model, state, n_steps, layout, limit, store, chunk, step_time, devic
     for kind in layout.kinds:
         extra = ("component",) if kind == "T1" else ()
         dims.append(("sample", "time", "x", "y") + extra)
-    sink = _Sink(layout.variables, dims, store, chunk, step_time or 1.0, attrs)
+    start_time, coords, attrs = store_info
+    attrs = {**attrs, "group": repr(layout.group),
+             "representations": json.dumps(dict(zip(layout.variables, layout.kinds)))}
+    sink = _Sink(layout.variables, dims, store, chunk, step_time or 1.0, start_time, coords,
+                 attrs)
     done = 0
     while done < n_steps and guard.alive.any():
         idx = guard.alive.nonzero()[:, 0].to(device)
@@ -344,7 +404,7 @@ def _split_fields(frame: torch.Tensor, layout: FieldLayout) -> list[torch.Tensor
     return parts
 
 
-def _particles(model, state, n_steps, limit, store, chunk, step_time, device, attrs):
+def _particles(model, state, n_steps, limit, store, chunk, step_time, device, store_info):
     if len(state) != 3:
         raise ValueError(
             f"initial_state: expected (positions, velocities, charges), got {len(state)} tensors"
@@ -357,7 +417,10 @@ def _particles(model, state, n_steps, limit, store, chunk, step_time, device, at
     ref = _norms(torch.cat([x, v], -1)).clamp_min(1e-30)
     guard = _Guard(b)
     dims = [("sample", "time", "particle", "spatial")] * 2
-    sink = _Sink(("position", "velocity"), dims, store, chunk, step_time or 1.0, attrs)
+    start_time, coords, attrs = store_info
+    attrs = {**attrs, "representations": json.dumps({"position": "T1", "velocity": "T1"})}
+    sink = _Sink(("position", "velocity"), dims, store, chunk, step_time or 1.0, start_time,
+                 coords, attrs)
     done = 0
     while done < n_steps and guard.alive.any():
         idx = guard.alive.nonzero()[:, 0].to(device)
@@ -382,6 +445,42 @@ def _particles(model, state, n_steps, limit, store, chunk, step_time, device, at
     states = sink.finish(guard.valid, guard.blowup, n_steps,
                          guard_report(guard.blowup, n_steps, done))
     return guard.result(tuple(states) if states is not None else None, store, n_steps, done)
+
+
+def store_coordinates(ds: xr.Dataset, samples, frame: int) -> dict:
+    """``coords`` and ``start_time`` of :func:`rollout` for states taken from ``ds``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The dataset the initial states come from.
+    samples : sequence of int
+        Positions (``isel``) along ``sample`` of the rolled-out samples.
+    frame : int
+        Position along ``time`` of the initial state (fields: its last frame, ``start +
+        t_in - 1``).
+
+    Returns
+    -------
+    dict
+        ``{"coords": {...}, "start_time": float}``, to pass as ``**`` to :func:`rollout`:
+        the ``sample`` values of ``samples``, the data's ``x``, ``y``, ``component``,
+        ``particle`` and ``spatial`` coordinates that it has, and ``ds.time[frame]``.
+
+    Raises
+    ------
+    ValueError
+        ``frame`` outside the data's time axis (both named).
+    """
+    n_time = ds.sizes.get("time", 0)
+    if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or not (
+            0 <= frame < n_time):
+        raise ValueError(f"frame: expected a frame index in [0, {n_time}), got {frame!r}")
+    coords = {"sample": np.asarray(ds["sample"].values)[np.asarray(samples, dtype=np.int64)]}
+    for dim in ("x", "y", "component", "particle", "spatial"):
+        if dim in ds.coords:
+            coords[dim] = np.asarray(ds[dim].values)
+    return {"coords": coords, "start_time": float(ds["time"].values[frame])}
 
 
 def solver_rollout(model: torch.nn.Module, solver, initial_state, n_steps: int,

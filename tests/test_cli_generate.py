@@ -117,3 +117,96 @@ def test_bad_arguments_exit_with_status_2(tmp_path, capsys):
     assert main([*nc, "--valid", "1", *TINY_NS]) == 2
     assert "a directory of split stores" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_navier_stokes_physics_options_reach_the_generator(tmp_path):
+    out = tmp_path / "ns.zarr"
+    assert main(["generate", "navier-stokes", "--preset", "ns-sym", "--samples", "2",
+                 "--viscosity", "1e-3", "--forcing", "fno", "--forcing-amplitude", "0.3",
+                 "--out", str(out), "--no-progress", *TINY_NS]) == 0
+    ds = open_dataset(out)
+    expected = navier_stokes.generate(2, "ns-sym", viscosity=1e-3, forcing="fno",
+                                      forcing_amplitude=0.3, **TINY_NS_KWARGS)
+    xr.testing.assert_identical(ds.load(), expected)
+    config = json.loads(ds.attrs["config"])
+    assert (config["viscosity"], config["forcing"], config["forcing_amplitude"]) == (
+        1e-3, "fno", 0.3)
+    assert ds.attrs["group"] == "D2('diagonal')"
+    default = navier_stokes.generate(2, "ns-sym", viscosity=1e-3, forcing="fno",
+                                     **TINY_NS_KWARGS)
+    assert not np.allclose(default.vorticity.values, ds.vorticity.values)
+
+
+def test_charged_particles_dt_and_softening_options(tmp_path):
+    out = tmp_path / "p.zarr"
+    assert main(["generate", "charged-particles", "--preset", "clean", "--samples", "2",
+                 "--particles", "4", "--steps", "20", "--record-every", "10", "--dt", "2e-3",
+                 "--softening", "0.2", "--out", str(out), "--no-progress"]) == 0
+    expected = charged_particles.generate(2, n_particles=4, preset="clean", n_steps=20,
+                                          record_every=10, dt=2e-3, softening=0.2,
+                                          progress=False)
+    xr.testing.assert_identical(open_dataset(out).load(), expected)
+
+
+def test_bad_physics_values_name_the_option(tmp_path, capsys):
+    base = ["generate", "navier-stokes", "--samples", "1", "--out", str(tmp_path / "x.zarr")]
+    with pytest.raises(SystemExit):
+        main([*base, "--viscosity", "-1"])
+    assert "--viscosity: expected a positive number, got '-1'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--forcing", "kolmogorov"])
+    assert "--forcing: invalid choice: 'kolmogorov'" in capsys.readouterr().err
+    assert main([*base, "--resolution", "6", "--sim-resolution", "6"]) == 2
+    assert "error: --resolution: 6 is not divisible by 4" in capsys.readouterr().err
+    assert main([*base, "--forcing", "none", "--forcing-amplitude", "0.2", *TINY_NS]) == 2
+    assert "error: --forcing-amplitude: 0.2 applies to a named forcing" in (
+        capsys.readouterr().err)
+    particles = ["generate", "charged-particles", "--samples", "1", "--out",
+                 str(tmp_path / "p.zarr")]
+    assert main([*particles, "--steps", "250", "--record-every", "100"]) == 2
+    assert "error: --steps: expected a multiple of record_every" in capsys.readouterr().err
+    assert main([*particles, "--softening", "0.1"]) == 2
+    assert "error: --softening: the egnn preset is unsoftened" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def _helps(parser, path=("grepsnet",)):
+    """``(command path, parser)`` for every parser of the command line."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _helps(sub, (*path, name))
+
+
+def test_help_texts_are_plain_and_describe_each_option_once():
+    import re
+
+    from grepsnet_sciml.cli import build_parser
+
+    parsers = dict(_helps(build_parser()))
+    assert ("grepsnet", "import", "fno-mat") in parsers  # every subcommand is walked
+    for path, parser in parsers.items():
+        text = " ".join(parser.format_help().split())  # markup split across lines too
+        for markup in ("``", ":data:", ":class:", ":func:", ":meth:", ":mod:", ":attr:"):
+            assert markup not in text, f"{' '.join(path)} --help contains {markup!r}"
+    train = parsers[("grepsnet", "train")]
+    seen = {}
+    for action in train._actions:
+        if not action.help or not action.option_strings:
+            continue
+        described = re.sub(r" \(defaults?: .*\)$", "", action.help, flags=re.S)
+        assert described not in seen, (
+            f"{action.option_strings[0]} and {seen.get(described)} share the description "
+            f"{described!r}")
+        seen[described] = action.option_strings[0]
+    assert seen["History frames the model reads per sample (fields only)."] == "--data.t_in"
+    assert seen["Frames the model predicts per call (fields only)."] == "--data.t_out"
+    ns = " ".join(parsers[("grepsnet", "generate", "navier-stokes")].format_help().split())
+    for described in ("ns: FNO's NS data: forcing fno", "viscosity 1e-4", "symmetry D4",
+                      "simulated 256, stored 64", "--forcing-amplitude"):
+        assert described in ns
+    particles = parsers[("grepsnet", "generate", "charged-particles")].format_help()
+    assert "egnn: EGNN's nbody_small" in " ".join(particles.split())

@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -58,9 +59,18 @@ def test_train_evaluate_diagnose_rollout_commands(ns_data, capsys):
 
     assert main(["rollout", "--checkpoint", ckpt, "--data", test, "--out-dir",
                  str(root / "roll"), "--n-steps", "30", "--chunk", "7"]) == 0
-    roll = xr.open_zarr(root / "roll" / "rollout.zarr", consolidated=False)
+    roll = xr.open_zarr(root / "roll" / "rollout.zarr")  # consolidated: no warning
     assert roll.vorticity.sizes == {"sample": 2, "time": 30, "x": 16, "y": 16}
     assert roll.valid_steps.values.tolist() == [30, 30]
+    data = xr.open_zarr(test, consolidated=False)  # the fixture wrote it plainly
+    # coordinates of the data, absolute times continuing from the last input frame
+    np.testing.assert_array_equal(roll.x.values, data.x.values)
+    np.testing.assert_array_equal(roll.sample.values, data.sample.values[:2])
+    t_in, dt = 2, float(data.time[1] - data.time[0])
+    assert float(roll.time[0]) == pytest.approx(float(data.time[t_in - 1]) + dt)
+    assert roll.attrs["checkpoint"] == ckpt and roll.attrs["data"] == test
+    assert roll.attrs["start_frame"] == t_in - 1 and roll.attrs["group"] == data.attrs["group"]
+    assert roll.attrs["model"] in ("grepsfno", "fno", "gfno-p4")
 
 
 def test_command_errors_name_the_problem(ns_data, capsys):

@@ -33,7 +33,7 @@ from grepsnet_sciml.solvers.plots import (
     plot_spectra,
     plot_trajectories,
 )
-from grepsnet_sciml.solvers.rollout import rollout, solver_rollout
+from grepsnet_sciml.solvers.rollout import rollout, solver_rollout, store_coordinates
 
 LAYOUT = FieldLayout(("vorticity",), ("T0p",), D4())
 
@@ -184,13 +184,71 @@ def test_rollout_streams_to_zarr_with_the_same_values(tmp_path):
     streamed = rollout(HeatModel(), frames, 10, layout=LAYOUT, store=store, chunk=3,
                        step_time=0.5)
     assert streamed.states is None
-    ds = xr.open_zarr(store, consolidated=False)
+    ds = xr.open_zarr(store)  # consolidated metadata: no warning (warnings are errors)
     memory = rollout(HeatModel(), frames, 10, layout=LAYOUT)
     np.testing.assert_array_equal(ds.vorticity.values, memory.states[:, :, 0].numpy())
     np.testing.assert_allclose(ds.time.values, 0.5 * np.arange(1, 11))
     assert ds.valid_steps.values.tolist() == [10, 10]
+    assert ds.sample.values.tolist() == [0, 1] and "x" not in ds.coords
+    assert ds.attrs["steps_run"] == 10 and ds.attrs["group"] == "D4()"
+    assert json.loads(ds.attrs["representations"]) == {"vorticity": "T0p"}
     with pytest.raises(FileExistsError, match="already exists"):
         rollout(HeatModel(), frames, 2, layout=LAYOUT, store=store)
+
+
+def test_field_store_has_the_data_coordinates_absolute_times_and_attrs(tmp_path):
+    data = toy_field_dataset(n_samples=5, n_time=6, n=8, dt=0.25)
+    data = data.assign_coords(sample=np.arange(10, 15), time=data.time + 3.0)
+    layout = field_layout(data)
+    samples, start, t_in = [1, 3], 2, 2
+    frames = field_trajectories(data, layout, samples, slice(start, start + t_in)).float()
+    where = store_coordinates(data, samples, start + t_in - 1)
+    assert where["start_time"] == 3.75
+    store = tmp_path / "roll.zarr"
+    rollout(HeatModel(), frames, 4, layout=layout, store=store, chunk=3, step_time=0.25,
+            attrs={"model": "heat", "checkpoint": "run/best.pt", "start_frame": start},
+            **where)
+    ds = xr.open_zarr(store)
+    assert ds.sample.values.tolist() == [11, 13]
+    np.testing.assert_array_equal(ds.x.values, np.arange(8) / 8)
+    np.testing.assert_array_equal(ds.y.values, np.arange(8) / 8)
+    np.testing.assert_allclose(ds.time.values, 3.75 + 0.25 * np.arange(1, 5))
+    assert ds.vorticity.dims == ("sample", "time", "x", "y")
+    assert {k: ds.attrs[k] for k in ("model", "checkpoint", "start_frame", "written_by")} == {
+        "model": "heat", "checkpoint": "run/best.pt", "start_frame": 2,
+        "written_by": "grepsnet rollout"}
+    with pytest.raises(ValueError, match=r"coords: 'x' has shape \(3,\), expected \(8,\)"):
+        rollout(HeatModel(), frames, 2, layout=layout, store=tmp_path / "bad.zarr",
+                coords={"x": np.arange(3)})
+    with pytest.raises(ValueError, match=r"coords: dimensions \['particle'\] are not stored"):
+        rollout(HeatModel(), frames, 2, layout=layout, store=tmp_path / "bad2.zarr",
+                coords={"particle": np.arange(3)})
+    with pytest.raises(ValueError, match=r"frame: expected a frame index in \[0, 6\), got 6"):
+        store_coordinates(data, samples, 6)
+
+
+def test_particle_store_has_particle_and_spatial_coordinates(tmp_path):
+    data = toy_particle_dataset(n_samples=3, n_time=12, dt=0.1)
+    data = data.assign_coords(particle=np.arange(5), spatial=["x", "y", "z"])
+    samples, start = [0, 2], 4
+    sub = data.isel(sample=samples, time=start)
+    state = tuple(torch.as_tensor(sub[v].values) for v in ("position", "velocity"))
+    q = torch.as_tensor(data.charge.isel(sample=samples).values)[..., None]
+
+    class Drift(torch.nn.Module):
+        def forward(self, x, v, q):
+            return x + 0.1 * v
+
+    store = tmp_path / "p.zarr"
+    rollout(Drift(), (*state, q), 3, store=store, step_time=0.1,
+            **store_coordinates(data, samples, start))
+    ds = xr.open_zarr(store)
+    assert ds.position.dims == ("sample", "time", "particle", "spatial")
+    assert "particle" in ds.coords and ds.particle.values.tolist() == list(range(5))
+    assert "spatial" in ds.coords and ds.spatial.values.tolist() == ["x", "y", "z"]
+    np.testing.assert_allclose(ds.time.values, 0.4 + 0.1 * np.arange(1, 4))
+    np.testing.assert_allclose(ds.position.values, data.position.values[samples, 5:8],
+                               rtol=1e-6, atol=1e-6)
 
 
 def test_particle_rollout_free_flight_and_solver_side_by_side():

@@ -105,6 +105,18 @@ def test_round_trip_equals_in_memory_generation_and_is_lazy(tmp_path, suffix):
     assert ds.vorticity.dtype == np.float64 and ds.label.dtype == np.int32
 
 
+def test_finished_zarr_store_opens_with_plain_open_zarr(tmp_path):
+    # consolidated metadata: no "Failed to open Zarr store with consolidated metadata"
+    # warning (warnings are errors here), and the metadata describe the complete store
+    path = generate_to_store(standin_generate, tmp_path / "d.zarr", N, seed=5, chunk_size=3,
+                             progress=False)
+    with xr.open_zarr(path, consolidated=True, decode_times=False) as ds:
+        assert ds.vorticity.shape[0] == N and ds.attrs["kind"] == "field"
+        xr.testing.assert_identical(ds.load(), standin_generate(N, seed=5))
+    with xr.open_zarr(path, decode_times=False) as ds:
+        assert ds.sizes["sample"] == N
+
+
 def test_chunk_size_does_not_change_the_data(tmp_path):
     a = generate_to_store(standin_generate, tmp_path / "a.zarr", N, seed=1, chunk_size=2,
                           progress=False)

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Command modules, in the order ``grepsnet --help`` lists them.
-COMMAND_MODULES = ("generate", "train", "bench", "demo")
+COMMAND_MODULES = ("generate", "import_", "train", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,13 +63,64 @@ def _positive_float(text: str) -> float:
     return value
 
 
+#: What each preset sets, in plain text, for ``--help`` (charged particles; Navier-Stokes
+#: from ``navier_stokes.PRESET_DESCRIPTIONS``).
+PARTICLE_PRESETS = {
+    "egnn": "EGNN's nbody_small system bit for bit: 5 particles, unsoftened Coulomb force "
+            "clipped at 0.1/dt, box +-5, dt 1e-3, 5000 steps, a frame every 100 steps (49 "
+            "frames); symmetry only approximately E(3)",
+    "clean": "the same physics without shortcuts: softened Coulomb (softening 0.1), no "
+             "clipping or box, velocity Verlet, dt 1e-3, 5000 steps, frames every 100 steps "
+             "from step 0 (51 frames); exactly E(3) x S_n equivariant",
+}
+#: Generator argument -> the option that sets it, to name the option in errors.
+OPTIONS = {
+    "resolution": "--resolution", "sim_resolution": "--sim-resolution",
+    "viscosity": "--viscosity", "forcing": "--forcing", "forcing_amplitude": "--forcing-amplitude",
+    "t_final": "--t-final", "record_every": "--record-every", "scheme": "--scheme",
+    "n_particles": "--particles", "n_steps": "--steps", "dt": "--dt", "softening": "--softening",
+}
+
+
+def _preset_help(name: str) -> str:
+    if name == "navier-stokes":
+        from grepsnet_sciml.datasets.navier_stokes import PRESET_DESCRIPTIONS as described
+    else:
+        described = PARTICLE_PRESETS
+    spec = GENERATORS[name]
+    listed = "; ".join(f"{preset}: {described[preset]}" for preset in spec["presets"])
+    return f"physics preset (default {spec['default_preset']}). {listed}"
+
+
+def _named_option(err: ValueError) -> ValueError:
+    """``err`` with a leading generator argument (``resolution: ...``) named as its option."""
+    text = str(err)
+    argument, sep, rest = text.partition(":")
+    if sep and argument in OPTIONS:
+        return ValueError(f"{OPTIONS[argument]}:{rest}")
+    return err
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _generator_kwargs(args: argparse.Namespace) -> dict:
     """Arguments for the generator: the preset and the options the user gave."""
     kwargs = {"preset": args.preset, "progress": False}
     if args.command_name == "navier-stokes":
-        for option in ("resolution", "sim_resolution", "t_final", "record_every", "scheme"):
+        for option in ("resolution", "sim_resolution", "viscosity", "forcing_amplitude",
+                       "t_final", "record_every", "scheme"):
             if getattr(args, option) is not None:
                 kwargs[option] = getattr(args, option)
+        if args.forcing is not None:
+            kwargs["forcing"] = None if args.forcing == "none" else args.forcing
         if args.velocity:
             kwargs["velocity"] = True
         if args.dtype is not None:
@@ -83,6 +134,8 @@ def _generator_kwargs(args: argparse.Namespace) -> dict:
             ("particles", "n_particles"),
             ("steps", "n_steps"),
             ("record_every", "record_every"),
+            ("dt", "dt"),
+            ("softening", "softening"),
         ):
             if getattr(args, option) is not None:
                 kwargs[name] = getattr(args, option)
@@ -93,12 +146,23 @@ def _generator_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    try:
+        return _generate(args)
+    except ValueError as err:
+        raise _named_option(err) from err
+
+
+def _generate(args: argparse.Namespace) -> int:
     from grepsnet_sciml.datasets.splits import generate_splits, generate_to_store
     from grepsnet_sciml.datasets.storage import open_dataset, storage_format
 
     spec = GENERATORS[args.command_name]
-    generate = importlib.import_module(spec["module"]).generate
+    module = importlib.import_module(spec["module"])
     kwargs = _generator_kwargs(args)
+    if args.command_name == "navier-stokes":  # refuse a bad combination before any work
+        fields = {k: v for k, v in kwargs.items() if k in OPTIONS}
+        module.preset(args.preset, **fields)
+    generate = module.generate
     common = {
         "seed": args.seed,
         "chunk_size": args.chunk_size or spec["chunk_size"],
@@ -163,7 +227,7 @@ def _add_command(subparsers, name: str) -> None:
         "--preset",
         choices=spec["presets"],
         default=spec["default_preset"],
-        help=f"physics preset (default {spec['default_preset']})",
+        help=_preset_help(name),
     )
     p.add_argument(
         "--samples",
@@ -182,6 +246,21 @@ def _add_command(subparsers, name: str) -> None:
             type=_positive,
             help="simulated grid size, a multiple of --resolution (preset: 256)",
         )
+        p.add_argument(
+            "--viscosity", type=_positive_float, help="kinematic viscosity nu (preset: 1e-4)"
+        )
+        p.add_argument(
+            "--forcing",
+            choices=("fno", "symmetric", "none"),
+            help="forcing: fno = A (sin 2 pi (x+y) + cos 2 pi (x+y)) (symmetry D2 diagonal), "
+            "symmetric = A (cos 4 pi x + cos 4 pi y) (symmetry D4), none (D4 and "
+            "translations) (preset ns: fno, ns-sym: symmetric)",
+        )
+        p.add_argument(
+            "--forcing-amplitude",
+            type=_positive_float,
+            help="amplitude A of the named forcing (default 0.1); keeps the declared symmetry",
+        )
         p.add_argument("--t-final", type=_positive_float, help="final time (preset: 30)")
         p.add_argument(
             "--record-every", type=_positive_float, help="time between frames (preset: 1)"
@@ -198,6 +277,12 @@ def _add_command(subparsers, name: str) -> None:
         p.add_argument("--particles", type=_positive, help="particles per system (default 5)")
         p.add_argument("--steps", type=_positive, help="time steps (preset: 5000)")
         p.add_argument("--record-every", type=_positive, help="steps between frames (preset: 100)")
+        p.add_argument("--dt", type=_positive_float, help="time step (preset: 1e-3)")
+        p.add_argument(
+            "--softening",
+            type=_non_negative_float,
+            help="softening length of the Coulomb force (clean only; preset: 0.1)",
+        )
     p.add_argument(
         "--chunk-size",
         type=_positive,

@@ -25,8 +25,28 @@ import textwrap
 __all__ = ["register"]
 
 
+def _role(match: re.Match) -> str:
+    target = re.sub(r"\s*<[^>]*>$", "", match.group(1))  # "title <target>": the title
+    if target.startswith("~"):
+        return target.rsplit(".", 1)[-1]
+    return target.lstrip(".")
+
+
+def _plain(text: str) -> str:
+    """``text`` without Sphinx/reST markup: ``:class:`~a.B``` -> ``B``, double and single
+    backquotes dropped (``"auto"`` keeps its quotes)."""
+    text = re.sub(r":[\w:]+:`([^`]*)`", _role, text)
+    text = re.sub(r"``(.*?)``", r"\1", text, flags=re.S)
+    return re.sub(r"`([^`]*)`", r"\1", text)
+
+
 def _field_docs(cls) -> dict[str, str]:
-    """Attribute descriptions from a numpydoc ``Attributes`` section."""
+    """Plain-text attribute descriptions from a numpydoc ``Attributes`` section.
+
+    An entry naming several attributes (``a, b : int``) gives each of them its
+    description; the test of ``--help`` texts requires one description per option, so
+    the config classes document each attribute on its own line.
+    """
     docs, current = {}, None
     for line in (cls.__doc__ or "").splitlines():
         match = re.match(r"^    (\w+(?:, \w+)*) : ", line)
@@ -39,7 +59,7 @@ def _field_docs(cls) -> dict[str, str]:
                 docs[name] = (docs[name] + " " + line.strip()).strip()
         elif not line.strip():
             current = None
-    return docs
+    return {name: _plain(text) for name, text in docs.items()}
 
 
 def _shown(value) -> str:
@@ -63,7 +83,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     for e in REGISTRY.values():
         fields = ", ".join(f"{f.name}={_shown(getattr(e.config(), f.name))}"
                            for f in dataclasses.fields(e.config))
-        lines += [f"  {e.name} ({e.display}, {e.kind}): {e.description}",
+        lines += [f"  {e.name} ({e.display}, {e.kind}): {_plain(e.description)}",
                   textwrap.fill(fields, 88, initial_indent=" " * 6, subsequent_indent=" " * 6)]
     group = parser.add_argument_group(
         "[model] settings: name, then exactly that model's fields",
@@ -78,7 +98,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         for f in dataclasses.fields(e.config):
             owners.setdefault(f.name, []).append(e)
     for key, entries in owners.items():
-        doc = FIELD_MEANINGS.get(key) or _field_docs(entries[0].config).get(key, "")
+        doc = _plain(FIELD_MEANINGS.get(key) or _field_docs(entries[0].config).get(key, ""))
         defaults = ", ".join(f"{e.name} {_shown(getattr(e.config(), key))}" for e in entries)
         group.add_argument(f"--model.{key}", dest=f"set:model.{key}", metavar="VALUE",
                            default=None, help=f"{doc} (defaults: {defaults})")
