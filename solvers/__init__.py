@@ -22,6 +22,7 @@ else:
     from .data import (
         FieldLayout,
         FieldWindows,
+        GroupAugmented,
         ParticlePairs,
         field_layout,
         open_dataset,
@@ -35,7 +36,6 @@ else:
     )
     from .evaluate import evaluate, evaluate_fields, evaluate_particles
     from .experiment import (
-        GroupAugmented,
         build_model,
         load_model,
         model_from_dataset,

@@ -46,14 +46,17 @@ import torch
 import xarray as xr
 
 from grepsnet_sciml.datasets.contract import FIELD_DIMS, DatasetSpec, source_of
-from grepsnet_sciml.groups import Group, group_from_string
+from grepsnet_sciml.groups import Group, PlanarGroup, group_from_string
 from grepsnet_sciml.reps import Reps
+
+from .registry import restrict_reps
 
 __all__ = [
     "FIELD_DIMS",
     "PARTICLE_VARIABLES",
     "FieldLayout",
     "FieldWindows",
+    "GroupAugmented",
     "ParticlePairs",
     "open_dataset",
     "field_layout",
@@ -375,3 +378,46 @@ class ParticlePairs(torch.utils.data.Dataset):
         if self.predict_velocity:
             target = (target, self.velocity[s, f + self.delta])
         return inputs, target
+
+
+class GroupAugmented(torch.utils.data.Dataset):
+    """Field training items moved by a random element of ``group``: ``(g . x, g . y)``.
+
+    ``(g . f)(i) = rho(g) f(g^{-1} i mod N)`` on the grid about the origin point, with
+    ``rho`` the field's representation read over ``group`` (T0 unchanged, T0p times
+    ``det g``, T1 rotated: :meth:`~grepsnet_sciml.reps.Reps.act`); ``g`` is drawn uniformly
+    per item from ``generator``. For data whose symmetry contains ``group`` the augmented
+    pairs follow the same dynamics ("FNO + augmentation").
+
+    Parameters
+    ----------
+    base : FieldWindows
+        Items ``x`` of shape ``(rep_in.dim, X, Y)``, ``y`` ``(rep_out.dim, X, Y)``.
+    group : PlanarGroup
+        A subgroup of the data's group.
+    generator : torch.Generator
+        Source of the elements (seeded from ``train.seed``; its state is not checkpointed,
+        so a resumed run draws other elements than an uninterrupted one).
+
+    Attributes
+    ----------
+    rep_in, rep_out : Reps
+        ``base.rep_in``/``base.rep_out`` over ``group``.
+    layout : FieldLayout
+        ``base.layout``.
+    """
+
+    def __init__(self, base: FieldWindows, group: PlanarGroup, generator: torch.Generator):
+        self.base, self.group, self.generator = base, group, generator
+        self.layout = base.layout
+        self.rep_in = restrict_reps(base.rep_in, group, f"data.augment {group!r}")
+        self.rep_out = restrict_reps(base.rep_out, group, f"data.augment {group!r}")
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.base[i]
+        a = int(torch.randint(self.group.order, (), generator=self.generator))
+        return (self.rep_in.act(a, x[None], grid=True)[0],
+                self.rep_out.act(a, y[None], grid=True)[0])

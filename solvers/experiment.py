@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from grepsnet_sciml.datasets.contract import DatasetSpec
-from grepsnet_sciml.groups import PlanarGroup, group_from_string
+from grepsnet_sciml.groups import group_from_string
 from grepsnet_sciml.reps import Reps
 
 from .config import ExperimentConfig, config_from_dict, config_to_dict, model_to_dict
@@ -28,6 +28,7 @@ from .data import (
     PARTICLE_VARIABLES,
     FieldLayout,
     FieldWindows,
+    GroupAugmented,
     ParticlePairs,
     field_layout,
     field_trajectories,
@@ -44,13 +45,12 @@ from .registry import (
     model_config,
     model_name,
     resolve_auto,
-    restrict_reps,
 )
 from .rollout import rollout
 from .trainer import RESUME_APPLIED, Trainer, load_checkpoint, refuse_resume, resume_changes
 
 __all__ = ["model_from_dataset", "build_model", "make_datasets", "train", "load_model",
-           "LoadedModel", "model_description", "check_modes", "GroupAugmented"]
+           "LoadedModel", "model_description", "check_modes"]
 
 
 def _check_kind(name: str, kind: str, source: str = "the data") -> None:
@@ -106,49 +106,6 @@ def _split(cfg: ExperimentConfig):
     if cfg.data.n_train:
         train_idx = train_idx[: cfg.data.n_train]
     return train_ds, train_idx, valid_ds, valid_idx
-
-
-class GroupAugmented(torch.utils.data.Dataset):
-    """Field training items moved by a random element of ``group``: ``(g . x, g . y)``.
-
-    ``(g . f)(i) = rho(g) f(g^{-1} i mod N)`` on the grid about the origin point, with
-    ``rho`` the field's representation read over ``group`` (T0 unchanged, T0p times
-    ``det g``, T1 rotated: :meth:`~grepsnet_sciml.reps.Reps.act`); ``g`` is drawn uniformly
-    per item from ``generator``. For data whose symmetry contains ``group`` the augmented
-    pairs follow the same dynamics ("FNO + augmentation").
-
-    Parameters
-    ----------
-    base : FieldWindows
-        Items ``x`` of shape ``(rep_in.dim, X, Y)``, ``y`` ``(rep_out.dim, X, Y)``.
-    group : PlanarGroup
-        A subgroup of the data's group.
-    generator : torch.Generator
-        Source of the elements (seeded from ``train.seed``; its state is not checkpointed,
-        so a resumed run draws other elements than an uninterrupted one).
-
-    Attributes
-    ----------
-    rep_in, rep_out : Reps
-        ``base.rep_in``/``base.rep_out`` over ``group``.
-    layout : FieldLayout
-        ``base.layout``.
-    """
-
-    def __init__(self, base: FieldWindows, group: PlanarGroup, generator: torch.Generator):
-        self.base, self.group, self.generator = base, group, generator
-        self.layout = base.layout
-        self.rep_in = restrict_reps(base.rep_in, group, f"data.augment {group!r}")
-        self.rep_out = restrict_reps(base.rep_out, group, f"data.augment {group!r}")
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.base[i]
-        a = int(torch.randint(self.group.order, (), generator=self.generator))
-        return (self.rep_in.act(a, x[None], grid=True)[0],
-                self.rep_out.act(a, y[None], grid=True)[0])
 
 
 def _augment(cfg: ExperimentConfig, kind: str) -> str:

@@ -200,7 +200,7 @@ class FNOAugConfig(FNOConfig):
     """``fno-aug``: :class:`FNOConfig`'s FNO trained on C4-augmented data ("FNO + aug").
 
     Each training item ``(x, y)`` is replaced by ``(g . x, g . y)`` for a random ``g`` in C4,
-    ``(g . f)(i) = rho(g) f(g^{-1} i)`` (see :class:`~.experiment.GroupAugmented`); the
+    ``(g . f)(i) = rho(g) f(g^{-1} i)`` (see :class:`~.data.GroupAugmented`); the
     entry fixes ``augment = "C4"``, so ``data.augment`` may be left empty.
 
     Attributes

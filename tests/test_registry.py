@@ -23,9 +23,8 @@ from grepsnet_sciml.solvers.config import (
     load_config,
     set_field,
 )
-from grepsnet_sciml.solvers.data import FieldWindows, field_layout
+from grepsnet_sciml.solvers.data import FieldWindows, GroupAugmented, field_layout
 from grepsnet_sciml.solvers.experiment import (
-    GroupAugmented,
     build_model,
     load_model,
     make_datasets,
