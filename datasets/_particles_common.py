@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._progress import current_sink
+
 __all__ = ["BlowUpError", "Pairs", "check_finite", "run_chunks"]
 
 
@@ -120,7 +122,9 @@ def run_chunks(
 ) -> None:
     """Run ``work(chunk, advance)`` for every chunk of ``range(n_total)``, maybe in threads.
 
-    ``advance(k)`` moves a shared tqdm bar (``progress_total`` units per chunk) by ``k``.
+    ``advance(k)`` moves a shared tqdm bar (``progress_total`` units per chunk) by ``k`` and
+    reports ``k * len(chunk) / progress_total`` samples to the installed progress sink
+    (:mod:`~grepsnet_sciml.datasets._progress`), which the store writer shows.
     numpy releases the GIL in its loops, so ``threads = 2`` uses two cores; the result does
     not depend on ``threads`` or ``batch_size`` (every trajectory is computed on its own).
     """
@@ -130,18 +134,27 @@ def run_chunks(
     bar = tqdm(total=progress_total * len(chunks), desc=description, disable=not progress,
                unit="step")
     lock = threading.Lock()
+    sink = current_sink()  # worker threads do not inherit the caller's context
 
-    def advance(k: int) -> None:
-        with lock:
-            bar.update(k)
+    def advancing(chunk: slice) -> Callable[[int], None]:
+        share = (chunk.stop - chunk.start) / progress_total  # samples per step
+
+        def advance(k: int) -> None:
+            with lock:
+                bar.update(k)
+                if sink is not None:
+                    sink(k * share)
+
+        return advance
 
     try:
         if threads <= 1 or len(chunks) == 1:
             for chunk in chunks:
-                work(chunk, advance)
+                work(chunk, advancing(chunk))
         else:
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                for future in [pool.submit(work, chunk, advance) for chunk in chunks]:
+                futures = [pool.submit(work, chunk, advancing(chunk)) for chunk in chunks]
+                for future in futures:
                     future.result()
     finally:
         bar.close()

@@ -58,6 +58,7 @@ from grepsnet_sciml.groups import C1, D2, D4
 from ._environment import generation_threads
 from ._ns_solver import SCHEMES, NavierStokes2D, default_dt, record_count
 from ._ns_spectral import FORCINGS, forcing_field, gaussian_random_field, grid_coordinates
+from ._progress import report
 from .contract import DatasetSpec, group_elements
 
 __all__ = [
@@ -480,6 +481,21 @@ def generate(
                          dtype, device, batch_size, progress)
 
 
+class _SampleReport:
+    """A time bar that also reports ``rate * dt`` samples of work per ``update(dt)``.
+
+    ``rate = batch / t_final``: the batch's share of the samples per unit of simulated time
+    (see :mod:`~grepsnet_sciml.datasets._progress`).
+    """
+
+    def __init__(self, bar, rate: float):
+        self.bar, self.rate = bar, rate
+
+    def update(self, dt: float) -> None:
+        self.bar.update(dt)
+        report(dt * self.rate)
+
+
 def _simulate(config, forcing_array, n_samples, seed, first_sample, initial_condition, dtype,
               device, batch_size, progress) -> xr.Dataset:
     """The body of :func:`generate`, with validated arguments."""
@@ -529,7 +545,8 @@ def _simulate(config, forcing_array, n_samples, seed, first_sample, initial_cond
                 w0 = w0_all[start:start + count]
             records = solver.records(
                 w0.to(dtype).to(device), config.t_final, config.record_every,
-                config.include_initial, sample_offset=first_sample + start, bar=bar,
+                config.include_initial, sample_offset=first_sample + start,
+                bar=_SampleReport(bar, count / config.t_final),
             )
             for r, (_, w_hat) in enumerate(records):
                 w = solver.to_physical(w_hat)[..., ::stride, ::stride]

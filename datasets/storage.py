@@ -83,6 +83,7 @@ from ._files import (
     positive_int,
     remove,
 )
+from ._progress import reporting
 
 __all__ = [
     "MANIFEST_NAME",
@@ -263,18 +264,28 @@ def _fill(workspace, make_chunk, todo, workers, scheduler, processes, progress, 
     n_samples = workspace.arguments["n_samples"]
     done = n_samples - sum(workspace.bounds(c)[1] for c in todo)
     waiting: dict[int, xr.Dataset] = {}  # chunks that arrived before chunk 0 set the layout
+    written, pending = [done], [0.0]  # samples stored; work reported on the chunk computed here
     with (
-        tqdm(total=n_samples, initial=done, unit="sample", desc=label, disable=not progress) as bar,
+        tqdm(total=n_samples, initial=done, unit="sample", desc=label, disable=not progress,
+             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} samples "
+             "[{elapsed}<{remaining}]") as bar,
         closing(_compute(make_chunk, workspace, todo, workers, scheduler, processes)) as results,
     ):
-        for c, chunk in results:
-            if not workspace.initialised and c != 0:
-                waiting[c] = chunk
-                continue
-            for c_ready, ready in [(c, chunk), *sorted(waiting.items())]:
-                workspace.write_chunk(c_ready, ready)
-                bar.update(workspace.bounds(c_ready)[1])
-            waiting.clear()
+        def advance(samples: float) -> None:  # a chunk computed here moves the bar as it goes
+            pending[0] += samples
+            bar.update(min(float(n_samples), written[0] + pending[0]) - bar.n)
+
+        with reporting(advance):
+            for c, chunk in results:
+                if not workspace.initialised and c != 0:
+                    waiting[c] = chunk
+                    continue
+                for c_ready, ready in [(c, chunk), *sorted(waiting.items())]:
+                    workspace.write_chunk(c_ready, ready)
+                    written[0] += workspace.bounds(c_ready)[1]
+                waiting.clear()
+                pending[0] = 0.0
+                bar.update(written[0] - bar.n)
 
 
 def _compute(make_chunk, workspace, todo, workers, scheduler, processes) -> Iterator:

@@ -114,7 +114,7 @@ class Reps:
         ``R`` over a continuous group.
     """
 
-    __slots__ = ("_terms", "_group", "_blocks")
+    __slots__ = ("_terms", "_group", "_blocks", "_cache")
 
     def __init__(self, spec: str | Reps | list[tuple[int, str]], group: Group | str):
         if isinstance(group, str):
@@ -153,6 +153,9 @@ class Reps:
             blocks.append(Block(mult, kind, size, start))
             start += mult * size
         object.__setattr__(self, "_blocks", tuple(blocks))
+        # derived tensors (layout indices, rho matrices), computed on first use; never part
+        # of the value (equality, hash, pickling and copies ignore it)
+        object.__setattr__(self, "_cache", {})
 
     def __setattr__(self, name, value):
         raise AttributeError("Reps is immutable")
@@ -190,6 +193,22 @@ class Reps:
         if kind not in KINDS:
             raise ValueError(f"kind: unknown representation {kind!r}; expected one of {KINDS}")
         return sum(b.mult for b in self._blocks if b.kind == kind)
+
+    def kind_size(self, kind: str) -> int:
+        """Entries per channel of ``kind``: 1 (T0, T0p), ``d`` (T1), ``d * d`` (T2), ``|G|`` (R).
+
+        Raises
+        ------
+        ValueError
+            For an unknown kind, or R over a continuous group.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind: unknown representation {kind!r}; expected one of {KINDS}")
+        if kind == "R" and not isinstance(self._group, FiniteGroup):
+            raise ValueError(
+                f"kind: the regular representation R needs a finite group, got {self._group!r}"
+            )
+        return _kind_size(kind, self._group)
 
     def simplify(self) -> Reps:
         """Merge adjacent blocks of the same kind (the layout is unchanged)."""
@@ -245,6 +264,107 @@ class Reps:
 
     def __repr__(self) -> str:
         return f"Reps({str(self)!r}, {self._group!r})"
+
+    # ----- layout by kind (computed once, cached; every call returns a fresh copy) --------
+    def _cached(self, key, compute):
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    @property
+    def kind_indices(self) -> dict[str, torch.Tensor]:
+        """Flat indices of the entries of each kind, blocks of one kind in the order written.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            ``kind -> (count(kind) * kind_size(kind),)`` long indices into this layout, for
+            the kinds present, in the order T0, T0p, T1, T2, R. ``x[..., idx[kind]]`` is the
+            part of ``kind`` of :func:`~grepsnet_sciml.layers.tensor_ops.split`, flattened.
+
+        Examples
+        --------
+        >>> from grepsnet_sciml.groups import D4
+        >>> Reps("T1 + T0 + T1", D4()).kind_indices
+        {'T0': tensor([2]), 'T1': tensor([0, 1, 3, 4])}
+        """
+        cached = self._cached("kind_indices", self._compute_kind_indices)
+        return {kind: idx.clone() for kind, idx in cached.items()}
+
+    def _compute_kind_indices(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for kind in KINDS:
+            idx = [torch.arange(b.start, b.start + b.dim) for b in self._blocks if b.kind == kind]
+            if idx:
+                out[kind] = torch.cat(idx)
+        return out
+
+    @property
+    def sort_permutation(self) -> torch.Tensor:
+        """``(dim,)`` long ``P``: ``x[..., P]`` is ``x`` in the layout of :meth:`sorted`.
+
+        The concatenation of :attr:`kind_indices` (kinds in the order T0, T0p, T1, T2, R).
+
+        Examples
+        --------
+        >>> from grepsnet_sciml.groups import D4
+        >>> Reps("T1 + T0 + T1", D4()).sort_permutation
+        tensor([2, 0, 1, 3, 4])
+        """
+        return self._cached("sort_permutation", self._compute_sort_permutation).clone()
+
+    def _compute_sort_permutation(self) -> torch.Tensor:
+        parts = list(self.kind_indices.values())
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
+    @property
+    def sort_inverse(self) -> torch.Tensor:
+        """``(dim,)`` long inverse of :attr:`sort_permutation`: ``y[..., inverse]`` takes
+        ``y`` from the layout of :meth:`sorted` back to this one."""
+        return self._cached("sort_inverse", lambda: torch.argsort(self.sort_permutation)).clone()
+
+    @property
+    def is_sorted(self) -> bool:
+        """Whether the layout is already grouped by kind (:attr:`sort_permutation` is the
+        identity)."""
+        return self._cached(
+            "is_sorted", lambda: torch.equal(self.sort_inverse, torch.arange(self.dim))
+        )
+
+    def rho(self, kind: str) -> torch.Tensor:
+        """Representation matrices of one channel of ``kind`` for every group element.
+
+        Parameters
+        ----------
+        kind : str
+            One of ``"T0", "T0p", "T1", "T2", "R"`` (present in this Reps or not).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(|G|, s, s)`` float64, ``s = kind_size(kind)``, elements in the order of
+            ``group.elements()``, so that ``rho(h) x`` is :meth:`act` on one channel: ``T0``
+            1, ``T0p`` ``det h``, ``T1`` ``h``, ``T2`` ``h (x) h`` (row-major), ``R`` the
+            regular permutation matrices.
+
+        Raises
+        ------
+        ValueError
+            For an unknown kind or a group that is not finite.
+
+        Examples
+        --------
+        >>> from grepsnet_sciml.groups import D4
+        >>> Reps("T1", D4()).rho("T2").shape
+        torch.Size([8, 4, 4])
+        """
+        self.kind_size(kind)
+        if not isinstance(self._group, FiniteGroup):
+            raise ValueError(
+                f"kind: rho({kind!r}) lists one matrix per group element and needs a finite "
+                f"group, got {self._group!r}"
+            )
+        return self._cached(("rho", kind), lambda: _kind_matrices(self._group, kind)).clone()
 
     # ----- tensors ---------------------------------------------------------------------
     def randn(
@@ -354,6 +474,21 @@ def _kind_size(kind: str, group: Group) -> int:
     if kind == "T2":
         return group.d * group.d
     return group.order
+
+
+def _kind_matrices(group: FiniteGroup, kind: str) -> torch.Tensor:
+    """``(|G|, s, s)`` float64 matrices ``rho_kind(h)`` of one channel (see :meth:`Reps.rho`)."""
+    h = group.elements()
+    if kind == "T0":
+        return torch.ones(len(h), 1, 1, dtype=torch.float64)
+    if kind == "T0p":
+        return torch.sign(torch.linalg.det(h))[:, None, None]
+    if kind == "T1":
+        return h
+    if kind == "T2":
+        return torch.einsum("hac,hbd->habcd", h, h).reshape(len(h), group.d**2, group.d**2)
+    eye = torch.eye(group.order, dtype=torch.float64)
+    return torch.stack([eye[group.regular_permutation(a)] for a in range(group.order)])
 
 
 def _parse(spec: str) -> tuple[tuple[int, str], ...]:

@@ -236,6 +236,9 @@ class GRepsFNOConfig(_Validated):
         overrides ``width`` and ``channels``.
     regular_mixing : str
         Pointwise mixing of regular channels, ``"mean"`` or ``"conv"``.
+    spectral_mixing : str
+        Spectral kernels of regular channels: ``"shared"`` by the copies or G-FNO's
+        ``"group"`` convolution.
     projection_ratio : int
         Width multiplier of the projection's hidden layer.
     radial_embedding : bool
@@ -250,12 +253,14 @@ class GRepsFNOConfig(_Validated):
     channels: str = "regular"
     hidden_type: str | None = None
     regular_mixing: str = "mean"
+    spectral_mixing: str = "shared"
     projection_ratio: int = 2
     radial_embedding: bool = False
     pointwise: str = "linear"
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {
         "channels": ("regular", "tensor", "mixed"), "regular_mixing": ("mean", "conv"),
+        "spectral_mixing": ("shared", "group"),
         "pointwise": ("linear", "grepsnet")}
 
 
@@ -268,7 +273,7 @@ class GRepsFNOC4Config(GRepsFNOConfig):
 
     Attributes
     ----------
-    width, modes, n_layers, channels, hidden_type, regular_mixing, projection_ratio, radial_embedding, pointwise
+    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise
         As :class:`GRepsFNOConfig` (``width x R`` is ``4 width`` real channels).
     """  # noqa: E501
 

@@ -1,5 +1,7 @@
 """Tensor operations and G-RepsNet layers: equivariance, slow references, gradients."""
 
+import types
+
 import pytest
 import torch
 from torch import nn
@@ -173,13 +175,24 @@ def test_split_join_round_trip_and_reference_layout(group):
 
 
 @pytest.mark.parametrize("group", PLANAR, ids=repr)
-def test_kind_matrices_agree_with_reps_act(group):
+def test_rho_matrices_agree_with_reps_act(group):
     for kind in ("T0", "T0p", "T1", "T2", "R"):
         reps = Reps(kind, group)
-        rho = ops.kind_matrices(group, kind)
+        rho = Reps("T0", group).rho(kind)
         x = reps.randn(5, dtype=torch.float64)
         for a in range(group.order):
             assert torch.allclose(x @ rho[a].T, reps.act(a, x))
+
+
+def test_layers_submodule_names_are_the_modules():
+    import grepsnet_sciml.layers as layers
+    import grepsnet_sciml.layers.norm as norm_module
+
+    assert isinstance(layers.norm, types.ModuleType) and layers.norm is norm_module
+    assert norm_module.__name__ == "grepsnet_sciml.layers.norm"
+    assert norm_module.EquivariantLayerNorm is EquivariantLayerNorm
+    assert layers.tensor_ops is ops and callable(ops.norm)
+    assert not set(ops.__all__) & set(layers.__all__)
 
 
 def test_split_join_bad_input():

@@ -9,6 +9,8 @@ import torch
 import grepsnet_sciml.reps as reps_module
 from grepsnet_sciml import Reps
 from grepsnet_sciml.groups import C4, D2, D4, SO, FiniteGroup, Lorentz, O, Permutation
+from grepsnet_sciml.layers import tensor_ops as ops
+from grepsnet_sciml.reps import KINDS
 
 GROUPS = [C4(), D4(), D2("diagonal"), O(2), O(3), SO(3), O(5), Lorentz()]
 PLANAR = [C4(), D4(), D2("diagonal")]
@@ -162,6 +164,58 @@ def test_act_is_a_homomorphism(group, kind):
                 assert torch.allclose(lhs, reps.act(g, reps.act(h, f, grid=True), grid=True))
 
 
+@pytest.mark.parametrize("group", GROUPS, ids=repr)
+def test_layout_by_kind_matches_split_and_sorted(group):
+    reps = Reps(_spec(group), group)
+    x = reps.randn(3, dtype=torch.float64)
+    parts = ops.split(x, reps)
+    indices = reps.kind_indices
+    assert list(indices) == [k for k in KINDS if reps.count(k)]
+    for kind, idx in indices.items():
+        assert idx.dtype == torch.long and len(idx) == reps.count(kind) * reps.kind_size(kind)
+        assert torch.equal(x[:, idx], parts[kind].flatten(1))
+    perm, inverse = reps.sort_permutation, reps.sort_inverse
+    assert torch.equal(x[:, perm], torch.cat([parts[k].flatten(1) for k in indices], 1))
+    assert torch.equal(ops.split(x[:, perm], reps.sorted())["T1"], parts["T1"])
+    assert torch.equal(perm[inverse], torch.arange(reps.dim))
+    assert not reps.is_sorted and reps.sorted().is_sorted
+    assert torch.equal(reps.sorted().sort_permutation, torch.arange(reps.dim))
+    assert [reps.kind_size(k) for k in ("T0", "T0p", "T1", "T2")] == [1, 1, group.d, group.d**2]
+
+
+def test_layout_by_kind_of_the_empty_reps():
+    empty = Reps("0", O(3))
+    assert empty.kind_indices == {} and empty.is_sorted
+    assert empty.sort_permutation.shape == (0,) and empty.sort_permutation.dtype == torch.long
+
+
+@pytest.mark.parametrize("group", [g for g in GROUPS if isinstance(g, FiniteGroup)], ids=repr)
+def test_rho_is_the_action_on_one_channel(group):
+    for kind in KINDS:
+        rho = Reps("T0", group).rho(kind)
+        one = Reps(kind, group)
+        assert rho.shape == (group.order, one.dim, one.dim) and rho.dtype == torch.float64
+        x = one.randn(4, dtype=torch.float64)
+        for a in range(group.order):
+            assert torch.allclose(x @ rho[a].T, one.act(a, x), atol=1e-12)
+
+
+def test_cached_layout_is_computed_once_and_handed_out_as_copies():
+    reps = Reps("T1 + 2xT0 + R", D4())
+    first = reps.sort_permutation
+    first.zero_()
+    reps.kind_indices["T1"].zero_()
+    reps.rho("T1").zero_()
+    assert torch.equal(reps.sort_permutation, torch.tensor([2, 3, 0, 1, *range(4, 12)]))
+    assert torch.equal(reps.kind_indices["T1"], torch.tensor([0, 1]))
+    assert torch.equal(reps.rho("T1"), D4().elements())
+    # the cache is not part of the value: equality, hashing, pickling and copies ignore it
+    fresh = Reps("T1 + 2xT0 + R", D4())
+    assert fresh == reps and hash(fresh) == hash(reps)
+    assert pickle.loads(pickle.dumps(reps)) == reps and copy.deepcopy(reps) is reps
+    assert torch.equal(pickle.loads(pickle.dumps(reps)).sort_inverse, reps.sort_inverse)
+
+
 def test_act_accepts_element_indices_and_keeps_dtype():
     reps = Reps("T1 + R", D4())
     x = reps.randn(2, dtype=torch.float32)
@@ -199,6 +253,10 @@ def test_act_accepts_element_indices_and_keeps_dtype():
         (lambda: Reps("T1", O(3)) + Reps("T1", O(2)), "other", "O(2)"),
         (lambda: Reps("T1", O(3)) * 0, "k", "0"),
         (lambda: Reps("T1", O(3)).count("T9"), "kind", "T9"),
+        (lambda: Reps("T1", O(3)).kind_size("T9"), "kind", "T9"),
+        (lambda: Reps("T1", O(3)).kind_size("R"), "kind", "O(3)"),
+        (lambda: Reps("T1", O(3)).rho("T1"), "kind", "O(3)"),
+        (lambda: Reps("T1", D4()).rho("T9"), "kind", "T9"),
         (lambda: Reps("T1", O(3)).act(torch.eye(3), torch.zeros(2, 4)), "x", "(2, 4)"),
         (lambda: Reps("T1", O(3)).act(torch.eye(2), torch.zeros(2, 3)), "g", "(2, 2)"),
         (lambda: Reps("T1", O(3)).act(0, torch.zeros(2, 3)), "g", "O(3)"),

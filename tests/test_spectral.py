@@ -331,3 +331,17 @@ def test_harness_detects_a_non_equivariant_spectral_kernel():
     layer = SpectralConv2d(Reps("T1", D4()), Reps("T1", D4()), modes=4).double()
     layer.pairs.pair = lambda ko, ki: torch.view_as_complex(layer.pairs.weights[f"{ko}_{ki}"])
     assert equivariance_errors(layer).max_error > 1e-2
+
+
+def test_spectral_module_re_exports_the_grid_layers():
+    from grepsnet_sciml.layers import _spectral_block, _spectral_conv, spectral
+
+    assert spectral.SpectralConv2d is _spectral_conv.SpectralConv2d is SpectralConv2d
+    assert spectral.mode_matmul is _spectral_conv.mode_matmul
+    assert _spectral_block.SpectralConv2d is SpectralConv2d
+    assert set(spectral.__all__) == {
+        "SpectralConv2d", "spectral_conv_reference", "FourierBlock2d", "EquivariantPointwise2d",
+        "EquivariantInstanceNorm2d", "NormActivation2d", "SpectralGradient",
+        "SpectralDivergence", "SpectralCurl", "SpectralHessian", "count_free_parameters",
+        "radial_channel",
+    }

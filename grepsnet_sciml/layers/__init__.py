@@ -1,8 +1,9 @@
 """Tensor conversions and G-RepsNet layers on typed representations.
 
 - :mod:`~grepsnet_sciml.layers.tensor_ops`: split/join a flat tensor by kind and convert
-  between orders (inner products, traces, outer products, contractions, pooling); its
-  functions are re-exported here.
+  between orders (inner products, traces, outer products, contractions, pooling); call its
+  functions through the module (``grepsnet_sciml.layers.tensor_ops.norm``), as the names
+  of the submodules here (``norm``, ...) are the modules.
 - :class:`EquivariantLinear`: all channel-mixing and cross-kind equivariant linear maps.
 - :class:`NormActivation`, :class:`GatedActivation`: equivariant nonlinearities.
 - :class:`EquivariantLayerNorm`: per-sample normalization.
@@ -31,30 +32,6 @@ from .spectral import (
     radial_channel,
     spectral_conv_reference,
 )
-from .tensor_ops import (
-    contract,
-    cross_2d,
-    frobenius,
-    frobenius_sq,
-    gate,
-    gram,
-    hodge_2d,
-    inner,
-    join,
-    kind_matrices,
-    levi_civita_2d,
-    norm,
-    outer,
-    part_shape,
-    pseudo_products,
-    regular_broadcast,
-    regular_pool,
-    scalar_to_t2,
-    split,
-    sq_norm,
-    trace,
-    transpose,
-)
 
 __all__ = [
     "tensor_ops",
@@ -77,26 +54,4 @@ __all__ = [
     "SpectralHessian",
     "count_free_parameters",
     "radial_channel",
-    "split",
-    "join",
-    "part_shape",
-    "inner",
-    "gram",
-    "sq_norm",
-    "norm",
-    "trace",
-    "frobenius_sq",
-    "frobenius",
-    "gate",
-    "outer",
-    "scalar_to_t2",
-    "contract",
-    "transpose",
-    "pseudo_products",
-    "regular_pool",
-    "regular_broadcast",
-    "cross_2d",
-    "levi_civita_2d",
-    "hodge_2d",
-    "kind_matrices",
 ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from torch import nn
 
 from ..reps import Reps
+from ._spectral_conv import SpectralConv2d
 from ._spectral_pointwise import EquivariantInstanceNorm2d, EquivariantPointwise2d, NormActivation2d
+from .grepsnet import GRepsLayer
 
 
 class FourierBlock2d(nn.Module):
@@ -47,9 +49,6 @@ class FourierBlock2d(nn.Module):
         pointwise: str = "linear",
     ):
         super().__init__()
-        from .grepsnet import GRepsLayer
-        from .spectral import SpectralConv2d
-
         if pointwise not in ("linear", "grepsnet"):
             raise ValueError(f"pointwise: expected 'linear' or 'grepsnet', got {pointwise!r}")
         self.rep_in = self.rep_out = reps

@@ -25,18 +25,16 @@ import math
 import torch
 
 from ..groups import PlanarGroup
-from ..reps import KINDS, Reps
 
 __all__ = [
     "check_planar_group",
     "check_grid_resolution",
-    "fibre_action",
+    "signed_permutation",
     "character",
     "window_index_maps",
     "negation_index",
     "check_modes",
     "spectral_init_std",
-    "sorted_order",
     "pair_gather",
     "project",
     "hermitian",
@@ -119,28 +117,31 @@ def check_grid_resolution(shape: tuple[int, ...], modes: int, argument: str = "x
     return n
 
 
-def fibre_action(reps: Reps) -> tuple[torch.Tensor, torch.Tensor]:
-    """Signed-permutation form of the fibre representation of ``reps``.
+def signed_permutation(rho: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed-permutation form of matrices such as :meth:`~grepsnet_sciml.reps.Reps.rho`.
+
+    Parameters
+    ----------
+    rho : torch.Tensor
+        ``(|G|, s, s)`` float64, one matrix per group element.
 
     Returns
     -------
     perm : torch.Tensor
-        ``(|G|, dim)`` long.
+        ``(|G|, s)`` long.
     sign : torch.Tensor
-        ``(|G|, dim)`` float64 with ``(rho(g) x)[a] = sign[g, a] x[perm[g, a]]``.
+        ``(|G|, s)`` float64 with ``(rho[g] x)[a] = sign[g, a] x[perm[g, a]]``.
+
+    Raises
+    ------
+    ValueError
+        If some ``rho[g]`` is not a signed permutation matrix.
     """
-    group = check_planar_group(reps.group)
-    eye = torch.eye(reps.dim, dtype=torch.float64)
-    perms, signs = [], []
-    for a in range(group.order):
-        rho = reps.act(a, eye).T
-        perm = rho.abs().argmax(1)
-        sign = rho.gather(1, perm[:, None]).squeeze(1)
-        if ((rho.abs() > 1e-12).sum(1) != 1).any() or not torch.equal(sign.abs(), sign ** 2):
-            raise ValueError(f"reps: {reps} is not a signed permutation representation")
-        perms.append(perm)
-        signs.append(sign)
-    return torch.stack(perms), torch.stack(signs)
+    perm = rho.abs().argmax(2)
+    sign = rho.gather(2, perm[..., None]).squeeze(2)
+    if ((rho.abs() > 1e-12).sum(2) != 1).any() or not torch.equal(sign.abs(), sign**2):
+        raise ValueError("rho: expected signed permutation matrices")
+    return perm, sign
 
 
 def character(perm: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
@@ -175,23 +176,6 @@ def negation_index(modes: int) -> torch.Tensor:
     """``(M*M,)`` long with ``neg[flat(k)] = flat(-k)``."""
     m = 2 * modes - 1
     return torch.arange(m * m - 1, -1, -1)
-
-
-def sorted_order(reps: Reps) -> dict[str, torch.Tensor]:
-    """Flat indices of each kind's entries, in the layout of ``reps.sorted()``.
-
-    Returns
-    -------
-    dict
-        ``kind -> (count(kind) * size,)`` long indices into the layout of ``reps``; kinds
-        absent from ``reps`` are left out.
-    """
-    out = {}
-    for kind in KINDS:
-        idx = [torch.arange(b.start, b.start + b.dim) for b in reps.blocks if b.kind == kind]
-        if idx:
-            out[kind] = torch.cat(idx)
-    return out
 
 
 def pair_gather(

@@ -14,8 +14,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..reps import Reps
-from ._spectral_kernels import regular_index_maps, sorted_order
-from ._spectral_typed import TENSOR_KINDS, KindPairs, check_reps, check_same_group, layout_indices
+from ._spectral_kernels import regular_index_maps
+from ._spectral_typed import (
+    TENSOR_KINDS,
+    KindPairs,
+    check_reps,
+    check_same_group,
+    layout_indices,
+    merge,
+    merge_layout,
+    take,
+)
 
 __all__ = [
     "EquivariantPointwise2d",
@@ -23,45 +32,7 @@ __all__ = [
     "NormActivation2d",
     "count_free_parameters",
     "radial_channel",
-    "merge_layout",
 ]
-
-
-def merge_layout(module: nn.Module, prefix: str, reps: Reps) -> None:
-    """Register ``{prefix}_t``, ``{prefix}_r`` and ``{prefix}_inv`` (None if the identity),
-    which gathers ``cat([tensor part, R part])`` back to the layout of ``reps``."""
-    layout_indices(module, reps, prefix)
-    order = torch.cat([getattr(module, f"{prefix}_t"), getattr(module, f"{prefix}_r")])
-    inv = torch.argsort(order)
-    identity = torch.equal(inv, torch.arange(len(inv)))
-    module.register_buffer(f"{prefix}_inv", None if identity else inv, persistent=False)
-
-
-def take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """``x[:, idx]`` without a copy when ``idx`` is a contiguous range."""
-    if idx.numel() == 0:
-        return x[:, :0]
-    start = int(idx[0])
-    if int(idx[-1]) - start + 1 == idx.numel() and (idx.numel() == 1 or bool(
-            (idx.diff() == 1).all())):
-        return x[:, start : start + idx.numel()]
-    return x.index_select(1, idx)
-
-
-def merge(y_t, y_r, inv, like: torch.Tensor, widths: tuple[int, int]) -> torch.Tensor:
-    """Concatenate the tensor part and the R part and reorder them by ``inv``.
-
-    A part that is None but has a non-zero width in ``widths`` becomes zeros shaped like
-    ``like`` (``(batch, *, *spatial)``).
-    """
-    parts = []
-    for y, width in zip((y_t, y_r), widths):
-        if y is None and width:
-            y = like.new_zeros(like.shape[0], width, *like.shape[2:])
-        if y is not None:
-            parts.append(y)
-    y = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-    return y if inv is None else y.index_select(1, inv)
 
 
 def _mm(w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
@@ -132,7 +103,7 @@ class EquivariantPointwise2d(nn.Module):
         if bias and self.n_t0 + self.n_r:
             self.bias = nn.Parameter(torch.zeros(self.n_t0 + self.n_r))
             self.n_free += self.bias.numel()
-            order, empty = sorted_order(rep_out), torch.zeros(0, dtype=torch.long)
+            order, empty = rep_out.kind_indices, torch.zeros(0, dtype=torch.long)
             idx = torch.cat([order.get("T0", empty), order.get("R", empty)])
             self.register_buffer("bias_idx", idx, persistent=False)
         else:
@@ -143,7 +114,7 @@ class EquivariantPointwise2d(nn.Module):
         param = next(self.parameters())
         dense = torch.zeros(self.rep_out.dim, self.rep_in.dim, dtype=param.dtype,
                             device=param.device)
-        order_out, order_in = sorted_order(self.rep_out), sorted_order(self.rep_in)
+        order_out, order_in = self.rep_out.kind_indices, self.rep_in.kind_indices
         for ko in order_out:
             for ki in order_in:
                 block = self._regular_dense() if ko == ki == "R" else self.pairs.block([ko], [ki])

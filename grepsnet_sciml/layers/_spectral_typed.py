@@ -5,6 +5,10 @@
 (:func:`~._spectral_kernels.project`) and assembles them into dense blocks in the
 *sorted* layout (kinds grouped in the order T0, T0p, T1, T2, R). Regular-to-regular pairs are
 left to the caller, which treats them the G-RepsNet way (shared weights across the copies).
+
+:func:`layout_indices`, :func:`merge_layout`, :func:`take` and :func:`merge` move fields
+between the flat layout of a :class:`~grepsnet_sciml.reps.Reps` and its tensor and R parts,
+with the index tensors cached on the ``Reps``.
 """
 
 from __future__ import annotations
@@ -16,11 +20,10 @@ from ..reps import KINDS, Reps
 from ._spectral_kernels import (
     character,
     check_planar_group,
-    fibre_action,
     hermitian,
     pair_gather,
     project,
-    sorted_order,
+    signed_permutation,
 )
 
 TENSOR_KINDS = ("T0", "T0p", "T1", "T2")
@@ -74,7 +77,7 @@ class KindPairs(nn.Module):
         self.count_out = {k: rep_out.count(k) for k in self.kinds_out}
         chars = {}
         for kind in set(self.kinds_in) | set(self.kinds_out):
-            perm, sign = fibre_action(Reps(kind, group))
+            perm, sign = signed_permutation(rep_in.rho(kind))
             self.register_buffer(f"perm_{kind}", perm, persistent=False)
             self.register_buffer(f"sign_{kind}", sign, persistent=False)
             chars[kind] = character(perm, sign)
@@ -161,14 +164,49 @@ class KindPairs(nn.Module):
 
 
 def layout_indices(module: nn.Module, reps: Reps, prefix: str) -> None:
-    """Register ``{prefix}_t`` (tensor kinds) and ``{prefix}_r`` (R) index buffers."""
-    order = sorted_order(reps)
-    t = [order[k] for k in TENSOR_KINDS if k in order]
-    module.register_buffer(
-        f"{prefix}_t",
-        torch.cat(t) if t else torch.zeros(0, dtype=torch.long),
-        persistent=False,
-    )
-    module.register_buffer(
-        f"{prefix}_r", order.get("R", torch.zeros(0, dtype=torch.long)), persistent=False
-    )
+    """Register the index buffers ``{prefix}_t`` and ``{prefix}_r`` of the layout of ``reps``.
+
+    ``{prefix}_t`` ``(d_t,)`` long: the flat indices of the T0, T0p, T1 and T2 entries, in the
+    sorted layout; ``{prefix}_r`` ``(d_R,)`` long: those of the R entries. Together they are
+    :attr:`~grepsnet_sciml.reps.Reps.sort_permutation`.
+    """
+    perm = reps.sort_permutation
+    n_t = reps.dim - reps.count("R") * reps.kind_size("R")
+    module.register_buffer(f"{prefix}_t", perm[:n_t], persistent=False)
+    module.register_buffer(f"{prefix}_r", perm[n_t:], persistent=False)
+
+
+def merge_layout(module: nn.Module, prefix: str, reps: Reps) -> None:
+    """Register ``{prefix}_t``, ``{prefix}_r`` (see :func:`layout_indices`) and ``{prefix}_inv``
+    ``(reps.dim,)`` long (None if the identity), which gathers ``cat([tensor part, R part])``
+    back to the layout of ``reps``."""
+    layout_indices(module, reps, prefix)
+    inv = None if reps.is_sorted else reps.sort_inverse
+    module.register_buffer(f"{prefix}_inv", inv, persistent=False)
+
+
+def take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[:, idx]`` without a copy when ``idx`` is a contiguous range."""
+    if idx.numel() == 0:
+        return x[:, :0]
+    start = int(idx[0])
+    if int(idx[-1]) - start + 1 == idx.numel() and (idx.numel() == 1 or bool(
+            (idx.diff() == 1).all())):
+        return x[:, start : start + idx.numel()]
+    return x.index_select(1, idx)
+
+
+def merge(y_t, y_r, inv, like: torch.Tensor, widths: tuple[int, int]) -> torch.Tensor:
+    """Concatenate the tensor part and the R part and reorder them by ``inv``.
+
+    A part that is None but has a non-zero width in ``widths`` becomes zeros shaped like
+    ``like`` (``(batch, *, *spatial)``).
+    """
+    parts = []
+    for y, width in zip((y_t, y_r), widths):
+        if y is None and width:
+            y = like.new_zeros(like.shape[0], width, *like.shape[2:])
+        if y is not None:
+            parts.append(y)
+    y = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+    return y if inv is None else y.index_select(1, inv)

@@ -94,19 +94,6 @@ class TypedModule(nn.Module):
         return self.domain == "grid"
 
 
-def _sorted_permutation(reps: Reps) -> torch.Tensor:
-    """Index ``P`` with ``x[..., P]`` = the parts of :func:`split` flattened in KINDS order."""
-    positions: dict[str, list[torch.Tensor]] = {k: [] for k in KINDS}
-    for b in reps.blocks:
-        positions[b.kind].append(torch.arange(b.start, b.start + b.dim))
-    flat = [p for k in KINDS for p in positions[k]]
-    return torch.cat(flat) if flat else torch.zeros(0, dtype=torch.long)
-
-
-def _kind_size(kind: str, reps: Reps) -> int:
-    return math.prod(ops.part_shape(kind, 1, reps.group))
-
-
 class EquivariantLinear(TypedModule):
     """The equivariant linear map ``rep_in -> rep_out`` built from the paths listed above.
 
@@ -164,7 +151,7 @@ class EquivariantLinear(TypedModule):
                 shapes[("R", "R")] = (n_out["R"], n_in["R"], order)
                 fans[("R", "R")] = n_in["R"] * order
             for k in _LIFTABLE:
-                size = _kind_size(k, rep_in)
+                size = rep_in.kind_size(k)
                 if n_in[k] and n_out["R"]:
                     shapes[(k, "R")] = (n_out["R"], n_in[k], size)
                     fans[(k, "R")] = n_in[k] * size
@@ -193,16 +180,13 @@ class EquivariantLinear(TypedModule):
             inverse = torch.tensor([group.inverse_index(a) for a in range(group.order)])
             self.register_buffer("conv_index", table[inverse], persistent=False)
             for k in _LIFTABLE:
-                rho = ops.kind_matrices(group, k).to(dtype)
+                rho = rep_in.rho(k).to(dtype)
                 self.register_buffer(f"rho_{k}", rho, persistent=False)
                 self.register_buffer(f"rho_inv_{k}", rho[inverse], persistent=False)
-        inv_in = torch.argsort(_sorted_permutation(rep_in))
-        inv_out = torch.argsort(_sorted_permutation(rep_out))
-        self.register_buffer("inv_perm_in", inv_in, persistent=False)
-        self.register_buffer("inv_perm_out", inv_out, persistent=False)
+        self.register_buffer("inv_perm_in", rep_in.sort_inverse, persistent=False)
+        self.register_buffer("inv_perm_out", rep_out.sort_inverse, persistent=False)
         # layouts already grouped by kind need no reordering of the dense matrix
-        self.sorted_in = bool((inv_in == torch.arange(rep_in.dim)).all())
-        self.sorted_out = bool((inv_out == torch.arange(rep_out.dim)).all())
+        self.sorted_in, self.sorted_out = rep_in.is_sorted, rep_out.is_sorted
 
     def reaches(self, kind: str) -> bool:
         """Whether some path of this map ends in ``kind`` (else that output is constant)."""
@@ -239,13 +223,13 @@ class EquivariantLinear(TypedModule):
             n_o = self.rep_out.count(ko)
             if not n_o:
                 continue
-            size_o = _kind_size(ko, self.rep_out)
+            size_o = self.rep_out.kind_size(ko)
             row = []
             for ki in KINDS:
                 n_i = self.rep_in.count(ki)
                 if not n_i:
                     continue
-                size_i = _kind_size(ki, self.rep_in)
+                size_i = self.rep_in.kind_size(ki)
                 if (ki, ko) in self.paths:
                     block = self._path_matrix(ki, ko, self.weights[f"{ki}_to_{ko}"])
                     block = block.reshape(n_o * size_o, n_i * size_i)
@@ -292,7 +276,7 @@ class EquivariantLinear(TypedModule):
             return linear(ops.trace(p, self.eta), w)
         n_o = self.rep_out.count(ko)
         block = self._path_matrix(ki, ko, w)
-        block = block.reshape(n_o * _kind_size(ko, self.rep_out), -1)
+        block = block.reshape(n_o * self.rep_out.kind_size(ko), -1)
         y = linear(p.flatten(lead), block)
         return y.reshape(*p.shape[:lead], *ops.part_shape(ko, n_o, self.rep_out.group))
 

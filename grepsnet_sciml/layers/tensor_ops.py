@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import torch
 
-from ..groups import FiniteGroup, Group
+from ..groups import Group
 from ..reps import KINDS, Reps
 
 __all__ = [
@@ -65,7 +65,6 @@ __all__ = [
     "cross_2d",
     "levi_civita_2d",
     "hodge_2d",
-    "kind_matrices",
     "upper_pairs",
 ]
 
@@ -278,27 +277,6 @@ def hodge_2d(v: torch.Tensor) -> torch.Tensor:
     """
     _check_2d(v, "v")
     return torch.stack([-v[..., 1], v[..., 0]], dim=-1)
-
-
-def kind_matrices(group: FiniteGroup, kind: str) -> torch.Tensor:
-    """Fibre representation matrices ``rho_kind(h)`` for all elements, ``(|G|, s, s)`` float64.
-
-    ``T0``: 1; ``T0p``: ``det h``; ``T1``: ``h``; ``T2``: ``h (x) h`` (row-major); ``R``:
-    the regular permutation matrices.
-    """
-    h = group.elements()
-    if kind == "T0":
-        return torch.ones(len(h), 1, 1, dtype=torch.float64)
-    if kind == "T0p":
-        return torch.sign(torch.linalg.det(h))[:, None, None]
-    if kind == "T1":
-        return h
-    if kind == "T2":
-        return torch.einsum("hac,hbd->habcd", h, h).reshape(len(h), group.d**2, group.d**2)
-    if kind == "R":
-        eye = torch.eye(group.order, dtype=torch.float64)
-        return torch.stack([eye[group.regular_permutation(a)] for a in range(group.order)])
-    raise ValueError(f"kind: unknown representation {kind!r}; expected one of {list(KINDS)}")
 
 
 def upper_pairs(n: int, diagonal: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -108,6 +108,10 @@ class GRepsFNO2d(nn.Module):
         Explicit hidden type (overrides ``width``/``channels``).
     regular_mixing : {"mean", "conv"}
         Pointwise ``R -> R`` mixing (see :class:`EquivariantPointwise2d`).
+    spectral_mixing : {"shared", "group"}
+        Spectral ``R -> R`` kernels (see :class:`~grepsnet_sciml.layers.spectral.SpectralConv2d`):
+        one kernel shared by the copies (``|G| width^2`` products per mode) or G-FNO's group
+        convolution (``(|G| width)^2``).
     projection_ratio : int
         Width multiplier of the projection's hidden layer (G-FNO uses 4; default 2, as the
         hidden type is wider at a matched parameter count).
@@ -149,6 +153,7 @@ class GRepsFNO2d(nn.Module):
         channels: str = "regular",
         hidden=None,
         regular_mixing: str = "mean",
+        spectral_mixing: str = "shared",
         projection_ratio: int = 2,
         radial_embedding: bool = False,
         pointwise: str = "linear",
@@ -178,7 +183,8 @@ class GRepsFNO2d(nn.Module):
         self.hparams = {
             "rep_in": str(rep_in), "rep_out": str(rep_out), "group": repr(g), "width": width,
             "modes": modes, "n_layers": n_layers, "channels": channels, "hidden": str(hidden),
-            "regular_mixing": regular_mixing, "projection_ratio": projection_ratio,
+            "regular_mixing": regular_mixing, "spectral_mixing": spectral_mixing,
+            "projection_ratio": projection_ratio,
             "radial_embedding": bool(radial_embedding), "pointwise": pointwise,
         }
         self.radial_embedding = bool(radial_embedding)
@@ -195,7 +201,7 @@ class GRepsFNO2d(nn.Module):
             lift_in = lift_in + Reps("T0", g)
         self.lift = EquivariantPointwise2d(lift_in, hidden, regular=regular_mixing)
         self.blocks = nn.ModuleList(
-            FourierBlock2d(hidden, modes, "shared", regular_mixing, last=(i == n_layers - 1),
+            FourierBlock2d(hidden, modes, spectral_mixing, regular_mixing, last=(i == n_layers - 1),
                            pointwise=pointwise)
             for i in range(n_layers)
         )

@@ -1,0 +1,245 @@
+"""The equivariant spectral convolution :class:`SpectralConv2d` (private; see ``spectral``).
+
+Also its complex per-mode channel mixing :func:`mode_matmul` and the slow reference
+:func:`spectral_conv_reference`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..reps import Reps
+from ._spectral_kernels import (
+    check_grid_resolution,
+    check_modes,
+    hermitian,
+    negation_index,
+    regular_index_maps,
+    spectral_init_std,
+    window_index_maps,
+)
+from ._spectral_typed import (
+    TENSOR_KINDS,
+    KindPairs,
+    check_reps,
+    check_same_group,
+    layout_indices,
+    merge,
+    merge_layout,
+    take,
+)
+
+__all__ = ["SpectralConv2d", "mode_matmul", "spectral_conv_reference"]
+
+
+class SpectralConv2d(nn.Module):
+    """Equivariant spectral convolution between typed fields.
+
+    Parameters
+    ----------
+    rep_in, rep_out : Reps
+        Input and output types over the same planar group (C4, D4 or a subgroup).
+    modes : int
+        The window keeps ``|kx|, |ky| <= modes - 1``; inputs need ``N >= 2 modes``, even.
+    regular : {"shared", "group"}
+        How ``R -> R`` channels are convolved (see the module docstring).
+
+    Attributes
+    ----------
+    rep_in, rep_out : Reps
+    domain : str
+        ``"grid"``.
+    translation_equivariant : bool
+        True: the layer commutes with cyclic shifts.
+    n_free : int
+        Real dimension of the kernel space it parameterises (its effective parameter count).
+
+    Notes
+    -----
+    ``forward``: ``(batch, rep_in.dim, N, N) -> (batch, rep_out.dim, N, N)``, implementing
+    ``y = irfft2(W . rfft2(x))`` on the window. Equivariance:
+    ``f(rho_in(g) x(g^{-1} . + s)) = rho_out(g) f(x)(g^{-1} . + s)`` for every ``g`` and shift
+    ``s``.
+    """
+
+    domain = "grid"
+    translation_equivariant = True
+
+    def __init__(self, rep_in: Reps, rep_out: Reps, modes: int, regular: str = "shared"):
+        super().__init__()
+        check_reps(rep_in, "rep_in")
+        check_reps(rep_out, "rep_out")
+        check_same_group(rep_in, rep_out)
+        self.modes = check_modes(modes)
+        if regular not in ("shared", "group"):
+            raise ValueError(f"regular: expected 'shared' or 'group', got {regular!r}")
+        self.rep_in, self.rep_out, self.regular = rep_in, rep_out, regular
+        group = rep_in.group
+        idx = window_index_maps(group, modes)
+        neg = negation_index(modes)
+        self.register_buffer("modes_idx", idx, persistent=False)
+        self.register_buffer("neg", neg, persistent=False)
+        self.register_buffer("table", regular_index_maps(group), persistent=False)
+        layout_indices(self, rep_in, "in")
+        merge_layout(self, "out", rep_out)
+        # free weights pass through the Hermitian average, which halves their variance
+        scale = math.sqrt(2.0) * spectral_init_std(rep_in.dim, modes)
+        self.pairs = KindPairs(rep_in, rep_out, idx, neg, scale=scale)
+        self.n_free = self.pairs.n_free
+        m2 = idx.shape[1]
+        c_in, c_out = rep_in.count("R"), rep_out.count("R")
+        if c_in and c_out:
+            shape = [c_out, c_in] + ([group.order] if regular == "group" else []) + [m2, 2]
+            self.weight_regular = nn.Parameter(scale * torch.randn(shape))
+            self.n_free += c_out * c_in * m2 * (group.order if regular == "group" else 1)
+        else:
+            self.weight_regular = None
+
+    # ----- kernels ---------------------------------------------------------------------------
+    def regular_kernel(self) -> torch.Tensor | None:
+        """R -> R kernel: ``(C_out, C_in, |G|, M*M)`` (shared) or ``(C_out, |G|, C_in, |G|,
+        M*M)`` (group), or None."""
+        if self.weight_regular is None:
+            return None
+        w = hermitian(torch.view_as_complex(self.weight_regular), self.neg)
+        if self.regular == "shared":
+            return w[..., self.modes_idx]
+        # K[o, h, c, g](k) = W[o, c, h^{-1} g](h^{-1} k)
+        k = w[:, :, self.table[:, :, None], self.modes_idx[:, None, :]]
+        return k.transpose(1, 2)
+
+    def dense_kernel(self) -> torch.Tensor:
+        """The full kernel ``(rep_out.dim, rep_in.dim, M, M)`` complex, in the flat layouts.
+
+        ``[..., i, j]`` is the mode ``(kx, ky) = (i - K, j - K)``; used by the slow reference.
+        """
+        m = 2 * self.modes - 1
+        param = next(self.parameters())
+        dtype = _complex(param.dtype)
+        dense = torch.zeros(self.rep_out.dim, self.rep_in.dim, m * m, dtype=dtype,
+                            device=param.device)
+        order_out, order_in = self.rep_out.kind_indices, self.rep_in.kind_indices
+        for ko in order_out:
+            for ki in order_in:
+                if ko == ki == "R":
+                    block = self._regular_dense()
+                else:
+                    block = self.pairs.block([ko], [ki])
+                if block is not None:
+                    dense[order_out[ko][:, None], order_in[ki][None, :]] = block.to(dtype)
+        return dense.reshape(self.rep_out.dim, self.rep_in.dim, m, m)
+
+    def _regular_dense(self) -> torch.Tensor | None:
+        k = self.regular_kernel()
+        if k is None:
+            return None
+        if self.regular == "shared":
+            eye = torch.eye(k.shape[2], dtype=k.dtype, device=k.device)
+            k = torch.einsum("ocgm,gh->ogchm", k, eye)
+        co, g, ci = k.shape[0], k.shape[1], k.shape[2]
+        return k.reshape(co * g, ci * g, k.shape[-1])
+
+    # ----- forward ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rep_in.check(x, "x", grid=True)
+        n = check_grid_resolution(tuple(x.shape[-2:]), self.modes, "x")
+        big_k = self.modes - 1
+        xh = torch.fft.rfft2(x)
+        # rows kx = -K..K, columns ky = 0..K
+        xw = torch.cat([xh[:, :, n - big_k :, : big_k + 1], xh[:, :, : big_k + 1, : big_k + 1]], 2)
+        x_t, x_r = take(xw, self.in_t), take(xw, self.in_r)
+        y_t = _add(
+            _apply(self._half(self.pairs.block(TENSOR_KINDS, TENSOR_KINDS)), x_t),
+            _apply(self._half(self.pairs.block(TENSOR_KINDS, ["R"])), x_r),
+        )
+        y_r = _apply(self._half(self.pairs.block(["R"], TENSOR_KINDS)), x_t)
+        reg = self.regular_kernel()
+        if reg is not None:
+            b, g = x.shape[0], self.rep_in.group.order
+            half = self._half(reg)
+            if self.regular == "shared":  # copies g are independent modes of one product
+                xr = x_r.reshape(b, -1, g, *x_r.shape[-2:])
+                yr = mode_matmul(xr, half)
+            else:  # contract over (channel, copy) jointly
+                yr = mode_matmul(x_r, half.reshape(-1, half.shape[2] * g, *half.shape[-2:]))
+            y_r = _add(y_r, yr.reshape(b, -1, *x_r.shape[-2:]))
+        window = merge(y_t, y_r, self.out_inv, xw, (len(self.out_t), len(self.out_r)))
+        gap = window.new_zeros(x.shape[0], window.shape[1], n - 2 * big_k - 1, big_k + 1)
+        out = torch.cat([window[:, :, big_k:], gap, window[:, :, :big_k]], 2)
+        # irfft2 zero-pads the ky axis up to n // 2 + 1
+        return torch.fft.irfft2(out, s=(n, n))
+
+    def _half(self, w: torch.Tensor | None) -> torch.Tensor | None:
+        """Keep ``ky >= 0`` of a flat-mode kernel ``(..., M*M) -> (..., M, K+1)``."""
+        if w is None:
+            return None
+        m = 2 * self.modes - 1
+        return w.reshape(*w.shape[:-1], m, m)[..., self.modes - 1 :]
+
+    def extra_repr(self) -> str:
+        return f"{self.rep_in} -> {self.rep_out}, modes={self.modes}, regular={self.regular!r}"
+
+
+def _complex(dtype: torch.dtype) -> torch.dtype:
+    return torch.complex128 if dtype == torch.float64 else torch.complex64
+
+
+def _apply(w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    if w is None or x.shape[1] == 0:
+        return None
+    return mode_matmul(x, w)
+
+
+def mode_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Complex channel mixing per mode: ``y[b, o, m] = sum_i w[o, i, m] x[b, i, m]``.
+
+    ``x`` is ``(B, I, *modes)``, ``w`` ``(O, I, *modes)``. Done as one real batched matrix
+    product, ``[Re x, Im x] @ [[Re w, Im w], [-Im w, Re w]]``: CPU ``bmm`` on complex
+    tensors falls back to a slow per-matrix loop.
+    """
+    b, i, modes = x.shape[0], x.shape[1], x.shape[2:]
+    o = w.shape[0]
+    xm = x.reshape(b, i, -1).permute(2, 0, 1)  # (M, B, I)
+    wm = w.reshape(o, i, -1).permute(2, 1, 0)  # (M, I, O)
+    xr = torch.cat([xm.real, xm.imag], -1)  # (M, B, 2I)
+    wr = torch.cat([torch.cat([wm.real, wm.imag], -1), torch.cat([-wm.imag, wm.real], -1)], -2)
+    y = torch.bmm(xr, wr)  # (M, B, 2O)
+    y = torch.complex(y[..., :o], y[..., o:])
+    return y.permute(1, 2, 0).reshape(b, o, *modes)
+
+
+def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def spectral_conv_reference(x: torch.Tensor, kernel: torch.Tensor, modes: int) -> torch.Tensor:
+    """Slow reference: full complex FFT, explicit loop over the window's modes, inverse FFT.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        ``(batch, C_in, N, N)`` real.
+    kernel : torch.Tensor
+        ``(C_out, C_in, M, M)`` complex, ``[..., i, j]`` the mode ``(i - K, j - K)``.
+    modes : int
+        ``K = modes - 1``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch, C_out, N, N)`` complex128; its imaginary part vanishes for a Hermitian kernel.
+    """
+    n = x.shape[-1]
+    big_k = modes - 1
+    xh = torch.fft.fft2(x.to(torch.complex128))
+    yh = torch.zeros(x.shape[0], kernel.shape[0], n, n, dtype=torch.complex128)
+    kernel = kernel.to(torch.complex128)
+    for i, kx in enumerate(range(-big_k, big_k + 1)):
+        for j, ky in enumerate(range(-big_k, big_k + 1)):
+            yh[:, :, kx % n, ky % n] = xh[:, :, kx % n, ky % n] @ kernel[:, :, i, j].T
+    return torch.fft.ifft2(yh)
