@@ -45,7 +45,9 @@ import numpy as np
 import torch
 import xarray as xr
 
+from grepsnet_sciml.datasets._ns_spectral import FORCINGS
 from grepsnet_sciml.datasets.contract import FIELD_DIMS, DatasetSpec, source_of
+from grepsnet_sciml.datasets.navier_stokes import FORCING_AMPLITUDE
 from grepsnet_sciml.groups import Group, PlanarGroup, group_from_string
 from grepsnet_sciml.reps import Reps
 
@@ -119,6 +121,11 @@ class FieldLayout:
         Their representation kinds, e.g. ``("T0p",)``.
     group : Group
         The planar point group.
+    forcing : str or None
+        The data's named forcing (``"fno"``, ``"symmetric"``) when its generator config
+        declares one, for models fed it as an input channel (:mod:`~.forcing`).
+    forcing_amplitude : float
+        Its amplitude.
 
     Attributes
     ----------
@@ -129,6 +136,8 @@ class FieldLayout:
     variables: tuple[str, ...]
     kinds: tuple[str, ...]
     group: Group
+    forcing: str | None = None
+    forcing_amplitude: float = 0.1
 
     @property
     def frame_channels(self) -> int:
@@ -171,13 +180,17 @@ class FieldLayout:
         return torch.cat(parts, dim=2)
 
     def to_json(self) -> dict:
-        return {"variables": list(self.variables), "kinds": list(self.kinds),
-                "group": repr(self.group)}
+        out = {"variables": list(self.variables), "kinds": list(self.kinds),
+               "group": repr(self.group)}
+        if self.forcing is not None:
+            out.update(forcing=self.forcing, forcing_amplitude=self.forcing_amplitude)
+        return out
 
     @classmethod
     def from_json(cls, data: dict) -> FieldLayout:
         return cls(tuple(data["variables"]), tuple(data["kinds"]),
-                   group_from_string(data["group"]))
+                   group_from_string(data["group"]), data.get("forcing"),
+                   float(data.get("forcing_amplitude", 0.1)))
 
 
 def field_layout(ds: xr.Dataset, variables: Sequence[str] | None = None, *,
@@ -191,7 +204,12 @@ def field_layout(ds: xr.Dataset, variables: Sequence[str] | None = None, *,
         raise ValueError("variables: expected at least one field variable, got ()")
     spec = spec or DatasetSpec.from_dataset(ds)
     spec.require(ds, "field", variables)
-    return FieldLayout(variables, tuple(spec.representations[v] for v in variables), spec.group)
+    forcing = spec.config.get("forcing")
+    named = forcing in FORCINGS
+    return FieldLayout(variables, tuple(spec.representations[v] for v in variables), spec.group,
+                       forcing if named else None,
+                       float(spec.config.get("forcing_amplitude", FORCING_AMPLITUDE))
+                       if named else FORCING_AMPLITUDE)
 
 
 def field_trajectories(ds: xr.Dataset, layout: FieldLayout, samples=None, times=None,

@@ -90,7 +90,7 @@ class DemoConfig:
     ns_frames: int = 20
     t_in: int = 4
     ns_epochs: int = 25
-    grepsfno_width: int = 8
+    grepsfno_width: int = 6
     ns_rollout: int = 40
     particle_train: int = 160
     particle_test: int = 4

@@ -185,7 +185,13 @@ def model_from_dataset(ds, name: str = "auto", *, t_in: int = 10, t_out: int = 1
     _check_kind(name, spec.kind, spec.source)
     if spec.kind == "field":
         _check_window(cfg, (ds.sizes["x"], ds.sizes["y"]), spec.source)
+        return build_core(cfg, rep_in, rep_out, _forcing(layout))
     return build_core(cfg, rep_in, rep_out)
+
+
+def _forcing(layout: FieldLayout) -> tuple[str, float] | None:
+    """The layout's named forcing for :func:`~.registry.build_core`, or None."""
+    return (layout.forcing, layout.forcing_amplitude) if layout.forcing is not None else None
 
 
 def _field_normalizers(layout: FieldLayout, frames: torch.Tensor, t_in: int, t_out: int):
@@ -262,7 +268,7 @@ def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
             rep_in, rep_out = train_set.rep_in, train_set.rep_out
         ins, outs = _particle_normalizers(rep_in, rep_out,
                                           train_set if cfg.data.normalize else None)
-    core = build_core(model_cfg, rep_in, rep_out)
+    core = build_core(model_cfg, rep_in, rep_out, _forcing(layout) if kind == "field" else None)
     return NormalizedModel(core, ins, outs)
 
 

@@ -71,6 +71,8 @@ from grepsnet_sciml.models import EGNN, GFNO2d, GRepsFNO2d, GRepsNBody
 from grepsnet_sciml.models.baselines import FNOBaseline, ParticleMPNN
 from grepsnet_sciml.reps import Reps
 
+from .forcing import ForcingInput
+
 __all__ = ["ModelEntry", "REGISTRY", "AUTO_MODELS", "FIELD_MEANINGS", "AutoModelConfig",
            "register_model", "check_value", "parse_value",
            "get_model", "model_name", "model_config", "resolve_auto", "build_core",
@@ -215,7 +217,7 @@ class GRepsFNOConfig(_Validated):
     """:class:`~grepsnet_sciml.models.GRepsFNO2d` over the data's group.
 
     Lift ``EquivariantPointwise2d(rep_in -> hidden)``, ``n_layers`` equivariant Fourier
-    blocks (spectral weights shared across the copies of ``R``: ``"shared"``), projection
+    blocks (group spectral kernels and pointwise group convolutions by default), projection
     ``hidden -> mid -> rep_out``; equivariant, ``f(g . x) = g . f(x)`` for every ``g`` of the
     data's group, ``(batch, rep_in.dim, N, N) -> (batch, rep_out.dim, N, N)``.
 
@@ -245,22 +247,27 @@ class GRepsFNOConfig(_Validated):
         Append the invariant radial channel (breaks translation equivariance).
     pointwise : str
         Per-block pointwise network, ``"linear"`` or ``"grepsnet"``.
+    forcing_channel : str
+        Feed the data's named forcing as one more input channel (:mod:`~.forcing`; exactly
+        invariant under the declared symmetry, fixed in space): ``"auto"`` when the data
+        name one, ``"on"`` (an error without one) or ``"off"``.
     """
 
-    width: int = 8
+    width: int = 6
     modes: int = 12
     n_layers: int = 4
     channels: str = "regular"
     hidden_type: str | None = None
-    regular_mixing: str = "mean"
-    spectral_mixing: str = "shared"
+    regular_mixing: str = "conv"
+    spectral_mixing: str = "group"
     projection_ratio: int = 2
     radial_embedding: bool = False
     pointwise: str = "linear"
+    forcing_channel: str = "off"
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {
         "channels": ("regular", "tensor", "mixed"), "regular_mixing": ("mean", "conv"),
-        "spectral_mixing": ("shared", "group"),
+        "spectral_mixing": ("shared", "group"), "forcing_channel": ("auto", "on", "off"),
         "pointwise": ("linear", "grepsnet")}
 
 
@@ -273,7 +280,7 @@ class GRepsFNOC4Config(GRepsFNOConfig):
 
     Attributes
     ----------
-    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise
+    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, forcing_channel
         As :class:`GRepsFNOConfig` (``width x R`` is ``4 width`` real channels).
     """  # noqa: E501
 
@@ -612,9 +619,35 @@ def resolve_auto(config, kind: str):
     return model_config(name, dict(config.settings))
 
 
-def build_core(config, rep_in, rep_out) -> nn.Module:
-    """The model of a (resolved) config for data of types ``rep_in -> rep_out``."""
-    return REGISTRY[model_name(config)].builder(config, rep_in, rep_out)
+def build_core(config, rep_in, rep_out, forcing: tuple[str, float] | None = None) -> nn.Module:
+    """The model of a (resolved) config for data of types ``rep_in -> rep_out``.
+
+    Parameters
+    ----------
+    config
+        A model config of :data:`REGISTRY`.
+    rep_in, rep_out : Reps or tuple of Reps
+        The data's types.
+    forcing : (str, float), optional
+        The data's named forcing and its amplitude (:attr:`~.data.FieldLayout.forcing`). A
+        config with ``forcing_channel = "on"`` (or ``"auto"`` when ``forcing`` is given)
+        builds its model for one more input channel of the vorticity's kind and wraps it in
+        :class:`~.forcing.ForcingInput`, which appends the forcing.
+    """
+    entry = REGISTRY[model_name(config)]
+    mode = getattr(config, "forcing_channel", "off")
+    if mode == "off" or (mode == "auto" and forcing is None):
+        return entry.builder(config, rep_in, rep_out)
+    if forcing is None:
+        raise ValueError("model.forcing_channel: 'on' needs data whose attrs['config'] names "
+                         "a forcing ('fno' or 'symmetric'), got data without one; expected "
+                         "forcing_channel = 'auto' or 'off'")
+    kind = next((b.kind for b in rep_in.blocks if b.kind in ("T0", "T0p")), None)
+    if kind is None:
+        raise ValueError(f"model.forcing_channel: the forcing is a source of vorticity, but the "
+                         f"input {rep_in} has no scalar or pseudo-scalar field")
+    core = entry.builder(config, rep_in + Reps(kind, rep_in.group), rep_out)
+    return ForcingInput(core, *forcing)
 
 
 # ----- builders --------------------------------------------------------------------------------
@@ -637,6 +670,7 @@ def _build_fno(cfg: FNOConfig, rep_in: Reps, rep_out: Reps) -> nn.Module:
 def _grepsfno_kwargs(cfg: GRepsFNOConfig) -> dict:
     kwargs = dataclasses.asdict(cfg)
     kwargs["hidden"] = kwargs.pop("hidden_type")
+    del kwargs["forcing_channel"]  # build_core's wrapper (ForcingInput), not the model's
     return kwargs
 
 

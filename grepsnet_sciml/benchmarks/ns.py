@@ -25,7 +25,9 @@ relative L2 over the rollout (G-FNO's metric, %), the same on the test set rotat
 90 degrees about the origin grid point, the equivariance error under the dataset's declared
 group (vorticity a pseudo-scalar) and under C4, and the rollout error at 2x and 5x the
 training horizon. Widths are chosen so that every model's parameter count is within 10% of
-G-FNO-p4's (the count and the ratio are reported), FNO's to the official FNO2d's count.
+G-FNO-p4's (the count and the ratio are reported), FNO's to the official FNO2d's count;
+GRepsFNO runs at its default width, chosen for a cost no higher than G-FNO-p4's
+(:data:`OWN_WIDTH`).
 
 Data are generated once into resumable zarr stores in the cache, one per split with its
 own derived seed (:func:`~grepsnet_sciml.datasets.splits.generate_to_store`), or read from
@@ -66,12 +68,12 @@ from torch import nn
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml._atomic import atomic_path, atomic_write_text
-from grepsnet_sciml.datasets.contract import DatasetSpec
+from grepsnet_sciml.datasets.contract import DatasetSpec, group_elements
 from grepsnet_sciml.datasets.loaders import load_fno_mat
 from grepsnet_sciml.datasets.navier_stokes import generate
 from grepsnet_sciml.datasets.splits import generate_to_store, open_splits, split_seed
 from grepsnet_sciml.datasets.storage import SPLITS_MANIFEST, write_dataset
-from grepsnet_sciml.groups import C4, group_from_string
+from grepsnet_sciml.groups import C4, D4, group_from_string
 from grepsnet_sciml.layers.spectral import count_free_parameters
 from grepsnet_sciml.models.baselines import FNOBaseline
 from grepsnet_sciml.models.gfno import GFNO2d
@@ -82,7 +84,6 @@ from grepsnet_sciml.solvers.experiment import train
 from grepsnet_sciml.solvers.registry import build_core, get_model, model_config
 from grepsnet_sciml.solvers.rollout import rollout
 from grepsnet_sciml.solvers.trainer import TrainConfig, load_checkpoint
-from grepsnet_sciml.testing import equivariance_errors
 
 from ._results import read_results
 
@@ -96,6 +97,9 @@ OPTIONAL_MODELS = ("GRepsFNO-C4",)
 """Also accepted: GRepsFNO with rotations only (C4 regular channels, half the channels of
 the D4 model at the same parameter count)."""
 REFERENCE = "GFNO-p4"
+OWN_WIDTH = ("GRepsFNO",)
+"""Models run at their registry default width (chosen for its cost against G-FNO-p4), not
+matched in parameters as the other models are."""
 PRESET_GROUPS = {"ns-sym": "D4()", "ns": "D2('diagonal')"}
 FORCINGS = {"ns-sym": "symmetric", "ns": "fno"}
 """The forcing of an FNO/G-FNO ``.mat`` file of each preset (:func:`load_fno_mat`)."""
@@ -364,12 +368,15 @@ def real_parameter_count(model: nn.Module) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
 
 
-def _core(name: str, width: int, p: Protocol, group: str) -> nn.Module:
-    """The registry's model ``name`` at ``width`` for ``t_in`` vorticity frames over ``group``."""
+def _core(name: str, width: int, p: Protocol, group: str, forcing=None) -> nn.Module:
+    """The registry's model ``name`` at ``width`` for ``t_in`` vorticity frames over ``group``.
+
+    ``forcing``: the data's named forcing (see :func:`~grepsnet_sciml.solvers.registry.build_core`).
+    """
     g = group_from_string(group)
     cfg = model_config(get_model(name).name, {"width": width, "modes": p.modes,
                                               "n_layers": p.n_layers})
-    return build_core(cfg, Reps(f"{p.t_in}xT0p", g), Reps("T0p", g))
+    return build_core(cfg, Reps(f"{p.t_in}xT0p", g), Reps("T0p", g), forcing)
 
 
 def official_fno2d_parameters(p: Protocol, width: int = 20) -> int:
@@ -388,11 +395,12 @@ def official_fno2d_parameters(p: Protocol, width: int = 20) -> int:
     return spectral + lifting + layers + projection
 
 
-def matched_width(name: str, p: Protocol, group: str, target: int) -> tuple[int, int]:
+def matched_width(name: str, p: Protocol, group: str, target: int,
+                  forcing=None) -> tuple[int, int]:
     """The width whose parameter count is closest to ``target``, and that count."""
     best = None
     for width in range(2, p.max_width + 1):
-        count = real_parameter_count(_core(name, width, p, group))
+        count = real_parameter_count(_core(name, width, p, group, forcing))
         if best is None or abs(count - target) < abs(best[1] - target):
             best = (width, count)
         if count > target:
@@ -400,17 +408,21 @@ def matched_width(name: str, p: Protocol, group: str, target: int) -> tuple[int,
     return best
 
 
-def widths(models, p: Protocol, group: str) -> tuple[dict, int]:
-    """``({model: (width, parameters)}, target)``: G-FNO-p4's count matched, FNO the official."""
+def widths(models, p: Protocol, group: str, forcing=None) -> tuple[dict, int]:
+    """``({model: (width, parameters)}, target)``: G-FNO-p4's count matched, FNO the official,
+    the :data:`OWN_WIDTH` models at their default width."""
     target = real_parameter_count(_core(REFERENCE, p.reference_width, p, group))
     out = {}
     for name in models:
         if name == REFERENCE:
             out[name] = (p.reference_width, target)
+        elif name in OWN_WIDTH:
+            width = model_config(get_model(name).name).width
+            out[name] = (width, real_parameter_count(_core(name, width, p, group, forcing)))
         elif name.startswith("FNO"):
-            out[name] = matched_width(name, p, group, official_fno2d_parameters(p))
+            out[name] = matched_width(name, p, group, official_fno2d_parameters(p), forcing)
         else:
-            out[name] = matched_width(name, p, group, target)
+            out[name] = matched_width(name, p, group, target, forcing)
     return out, target
 
 
@@ -449,28 +461,28 @@ def rotate90(w: torch.Tensor) -> torch.Tensor:
     return C4().act_grid(1, w)
 
 
-class _Declared(nn.Module):
-    """Wraps a one-frame model with the data's types, for the equivariance harness."""
+def equivariance(model: nn.Module, x: torch.Tensor, elements, t_in: int) -> dict:
+    """Max relative equivariance error over the declared elements and over C4 (no shifts).
 
-    domain = "grid"
-
-    def __init__(self, model: nn.Module, group, t_in: int, shifts: bool):
-        super().__init__()
-        self.model = model
-        self.rep_in, self.rep_out = Reps(f"{t_in}xT0p", group), Reps("T0p", group)
-        self.translation_equivariant = shifts
-
-    def forward(self, x):
-        return self.model(x)
-
-
-def equivariance(model: nn.Module, x: torch.Tensor, group, t_in: int) -> dict:
-    """Max relative equivariance error per group (vorticity a pseudo-scalar), no shifts."""
+    ``declared``: every :class:`~grepsnet_sciml.datasets.contract.SymmetryElement` of the
+    data, its point-group part with its shift (vorticity a pseudo-scalar),
+    ``||f(e . x) - e . f(x)|| / ||e . f(x)||``; ``C4``: the rotations about the origin grid
+    point. ``x`` is ``(batch, t_in, N, N)``; errors in float64 from a float32 model.
+    """
+    # every planar element of interest lies in D4, so the types are read over D4
+    reps_in, reps_out = Reps(f"{t_in}xT0p", D4()), Reps("T0p", D4())
+    rotations = group_elements(C4())
     out = {}
-    for label, g in (("declared", group), ("C4", C4())):
-        report = equivariance_errors(_Declared(model, g, t_in, False), x, dtype=torch.float32)
-        out[label] = report.max_error
-        out[f"{label}_per_element"] = [r["error"] for r in report.rows]
+    with torch.no_grad():
+        fx = model(x).double()
+        for label, chosen in (("declared", elements), ("C4", rotations)):
+            errors = []
+            for e in chosen:
+                lhs = model(e.act(reps_in, x)).double()
+                rhs = e.act(reps_out, fx)
+                errors.append(float((lhs - rhs).norm() / rhs.norm().clamp_min(1e-300)))
+            out[label] = max(errors)
+            out[f"{label}_per_element"] = errors
     return out
 
 
@@ -568,7 +580,8 @@ def run_model(cfg: ExperimentConfig, name: str, p: Protocol, preset: str, stores
     for f in long_factors:
         row[f"rollout_error_{f}x"] = relative_l2_percent(pred[:, : f * steps],
                                                          truth[:, : f * steps])
-    eq = equivariance(model, w0[: min(4, len(w0))].to(device), layout.group, p.t_in)
+    elements = DatasetSpec.from_dataset(test_ds).elements
+    eq = equivariance(model, w0[: min(4, len(w0))].to(device), elements, p.t_in)
     row.update({f"equivariance_error_{k}": v for k, v in eq.items()})
     return row
 
@@ -619,7 +632,9 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     long_factors = tuple(data_info.get("long_factors", p.long_factors))
     group = open_dataset(stores["train"]).attrs["group"]
     dev = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    matched, target = widths(models, p, group)
+    layout = field_layout(open_dataset(stores["train"]))
+    forcing = (layout.forcing, layout.forcing_amplitude) if layout.forcing else None
+    matched, target = widths(models, p, group, forcing)
     runs = cache / "runs" / f"ns_{protocol}_{preset}"
     rows = []
     for seed in seeds:
@@ -704,16 +719,15 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
     p = make_protocol(protocol, preset)
     torch.set_num_threads(threads)
     group = PRESET_GROUPS[preset]
-    target = real_parameter_count(_core(REFERENCE, p.reference_width, p, group))
-    matched = {name: (p.reference_width,) if name == REFERENCE else
-               matched_width(name, p, group, target) for name in models}
+    forcing = (FORCINGS[preset], 0.1)
+    matched, _ = widths(models, p, group, forcing)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)
     built = {}
     for name in models:
         torch.manual_seed(0)
-        built[name] = (matched[name][0], _core(name, matched[name][0], p, group))
+        built[name] = (matched[name][0], _core(name, matched[name][0], p, group, forcing))
     samples = {name: [] for name in models}
     for _ in range(repeats):
         for name, (_, model) in built.items():

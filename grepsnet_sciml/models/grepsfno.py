@@ -12,12 +12,12 @@ group-closed window, instance norm with shared statistics, pointwise G-RepsNet m
 pointwise projection to the output type. Hidden channels are regular (``R``, each copy
 convolved with the rotated shared kernel), tensor fields (T0, T0p, T1, T2) or both.
 
-Cost. With ``width x R`` hidden channels a spectral layer holds ``width^2 (2 modes - 1)^2``
-real weights and costs ``|G| width^2`` complex products per mode, against G-FNO's
-``|G| width^2 (2 modes - 1)^2`` weights and ``(|G| width)^2`` products. At equal width it is
-|G| times lighter in weights and spectral products; at an equal parameter count it needs
-twice the width of G-FNO-p4 (``sqrt(4)``), i.e. ``2 |G| / 4`` times its real channels for the
-FFTs, norms and pointwise layers (``benchmarks/ns.py --timing-only`` measures this).
+Cost. With ``width x R`` hidden channels and ``spectral_mixing="shared"`` a spectral layer
+holds ``width^2 (2 modes - 1)^2`` real weights and costs ``|G| width^2`` complex products per
+mode; ``"group"`` (the default, G-FNO's group convolution) holds ``|G| width^2 (2 modes -
+1)^2`` and costs ``(|G| width)^2``. Either way the spectral products are about 1% of a
+training step on a CPU: the FFTs, norms, activations and pointwise layers over the ``|G|
+width`` real channels set the cost (``benchmarks/ns.py --timing-only`` measures it).
 
 Examples
 --------
@@ -113,8 +113,8 @@ class GRepsFNO2d(nn.Module):
         one kernel shared by the copies (``|G| width^2`` products per mode) or G-FNO's group
         convolution (``(|G| width)^2``).
     projection_ratio : int
-        Width multiplier of the projection's hidden layer (G-FNO uses 4; default 2, as the
-        hidden type is wider at a matched parameter count).
+        Width multiplier of the projection's hidden layer (G-FNO uses 4; 2 costs about a
+        quarter less per step at no measured loss).
     radial_embedding : bool
         Append the invariant radial channel :func:`radial_channel` to the input. Keeps the
         point-group equivariance but breaks translation equivariance (off by default).
@@ -134,6 +134,12 @@ class GRepsFNO2d(nn.Module):
 
     Notes
     -----
+    The defaults (``6 x R`` hidden channels, group spectral kernels, group-convolution
+    pointwise mixing, projection ratio 2) are the configuration that measured most accurate
+    at no more than G-FNO-p4's cost per epoch on the quick NS-Sym benchmark (README,
+    ``benchmarks/results/ns_quick_ns-sym.md``); its cost is set by its real channels
+    (``8 x 6 = 48`` for D4), as the layers are bound by memory traffic, not FLOPs.
+
     ``forward``: ``(batch, rep_in.dim, N, N) -> (batch, rep_out.dim, N, N)`` for any even
     ``N >= 2 modes`` (resolution-independent). When the hidden type has T0 channels, the
     lift also receives the squared norm of every non-T0 input channel (a pointwise-linear
@@ -147,13 +153,13 @@ class GRepsFNO2d(nn.Module):
         rep_in,
         rep_out,
         group=None,
-        width: int = 8,
+        width: int = 6,
         modes: int = 12,
         n_layers: int = 4,
         channels: str = "regular",
         hidden=None,
-        regular_mixing: str = "mean",
-        spectral_mixing: str = "shared",
+        regular_mixing: str = "conv",
+        spectral_mixing: str = "group",
         projection_ratio: int = 2,
         radial_embedding: bool = False,
         pointwise: str = "linear",
