@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -245,6 +246,12 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
             "rel_l2_last": float(rel[-1]),
             "rel_l2_rollout": float(ev.rel_l2_rollout.sel(model=name).mean()),
             "correlation_time": float(ev.correlation_time.sel(model=name).min()),
+            "spectrum_ratio_worst_last": float(
+                ev.spectrum_ratio_worst.sel(model=name).isel(spectrum_time=-1)),
+            "energy_in_band_last": float(ev.energy_in_band.sel(model=name).isel(time=-1)),
+            "enstrophy_in_band_last": float(
+                ev.enstrophy_in_band.sel(model=name).isel(time=-1)),
+            "blow_up_time": float(ev.blow_up_time.sel(model=name).min()),
             "equivariance_error_last_step": _eq_last(diag, name),
             "transformed_test_error_last_step": float(
                 diag.transformed_error.sel(model=name).isel(time=-1).max()),
@@ -275,6 +282,15 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
     lines += [
         "| correlation time (first time < 0.8, earliest sample) | " + " | ".join(
             _corr(numbers[n]["correlation_time"], cfg.ns_rollout) for n in names) + " |",
+        "| worst shell-spectrum ratio model/solver at the last step (shells 1..N/3; 1 is "
+        "exact) | " + " | ".join(
+            _fmt(numbers[n]["spectrum_ratio_worst_last"]) for n in names) + " |",
+        "| samples with energy / enstrophy in the solver's 5-95% band, last step | " +
+        " | ".join(f"{numbers[n]['energy_in_band_last']:.0%} / "
+                   f"{numbers[n]['enstrophy_in_band_last']:.0%}" for n in names) + " |",
+        "| first blow-up (guard) time | " + " | ".join(
+            "never" if math.isinf(numbers[n]["blow_up_time"]) else
+            f"{numbers[n]['blow_up_time']:.3g}" for n in names) + " |",
         f"| equivariance error at step {cfg.diagnose_steps} (max over the declared "
         "elements) | " + " | ".join(
             f"{numbers[n]['equivariance_error_last_step']:.2e}" for n in names) + " |",
@@ -337,6 +353,9 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
                                        .mean()),
             "momentum_drift_last": float(ev.momentum_drift.sel(model=name).isel(time=-1)
                                          .mean()),
+            "angular_momentum_drift_last": float(
+                ev.angular_momentum_drift.sel(model=name).isel(time=-1).mean()),
+            "escaped_last": float(ev.escaped.sel(model=name).isel(time=-1)),
             "equivariance_error_per_step": [
                 float(v) for v in diag.equivariance_error.sel(model=name).max("element")],
             "transformed_test_error_per_step": [
@@ -377,6 +396,10 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
             _fmt(numbers[n]["energy_drift_last"]) for n in names) + " |",
         "| momentum drift, last step | " + " | ".join(
             _fmt(numbers[n]["momentum_drift_last"]) for n in names) + " |",
+        "| angular momentum drift, last step | " + " | ".join(
+            _fmt(numbers[n]["angular_momentum_drift_last"]) for n in names) + " |",
+        f"| escaped (a particle farther than {ev.escaped.attrs['escape_radius']:g} from the "
+        "origin), last step | " + " | ".join(f"{numbers[n]['escaped_last']:.0%}" for n in names) + " |",
         "| parameters | " + " | ".join(str(numbers[n]["parameters"]) for n in names) + " |",
         "| training time (s) | " + " | ".join(
             f"{numbers[n]['train_seconds']:.0f}" for n in names) + " |",

@@ -15,6 +15,16 @@ Fields (:func:`evaluate_fields`), for predictions ``p`` and truth ``y`` of shape
   ``*_true(sample, time)``; and the shell-summed energy spectrum
   ``spectrum(model, spectrum_time, wavenumber)`` averaged over samples, with
   ``spectrum_true``;
+- ``spectrum_ratio(model, spectrum_time, wavenumber)``: ``spectrum / spectrum_true`` for the
+  resolved shells ``1 <= k <= N/3`` (NaN elsewhere), and ``spectrum_ratio_worst(model,
+  spectrum_time)``: the ratio farthest from 1 in the log sense (``max |log2 ratio|`` as a
+  factor: 2 means some shell is off by 2x);
+- the solver's stationary band of energy and enstrophy, ``energy_band`` and
+  ``enstrophy_band(quantile)``: the 5th and 95th percentiles of the truth over every sample
+  and the second half of the rollout (past the transient from the initial states); and
+  ``energy_in_band``/``enstrophy_in_band(model, time)``: the fraction of samples inside it;
+- ``blow_up_time(model, sample)``: the first time a prediction is not finite (the rollout's
+  blow-up guard fills NaN from there), ``inf`` when never;
 - ``snapshot(model, snapshot_time, x, y)`` and ``snapshot_true``: sample 0's first variable
   at a few times (so plots read data, never models).
 
@@ -22,7 +32,10 @@ Particles (:func:`evaluate_particles`), positions and velocities ``(sample, time
 ``position_mse``, ``rel_l2`` (positions), ``energy`` and ``energy_true`` (kinetic plus
 Coulomb ``q_i q_j / sqrt(r^2 + eps^2)``), ``energy_drift = (E_t - E_0) / |E_0|`` from the
 initial state (and the solver's own ``energy_drift_true(sample, time)``),
-``momentum_drift = ||P_t - P_0||`` (unit masses), and ``trajectory`` / ``trajectory_true``
+``momentum_drift = ||P_t - P_0||`` and ``angular_momentum_drift = ||L_t - L_0||`` with
+``L = sum_i x_i x v_i`` (unit masses; the solver's own as ``*_true(sample, time)``),
+``escaped(model, time)``: the fraction of samples with a particle farther than
+``escape_radius`` from the origin (or not finite), and ``trajectory`` / ``trajectory_true``
 of sample 0.
 
 Steps a blow-up guard marked (NaN) give NaN metrics.
@@ -48,7 +61,7 @@ import torch
 import xarray as xr
 
 __all__ = ["evaluate", "evaluate_fields", "evaluate_particles", "energy_spectrum",
-           "field_energy"]
+           "field_energy", "stationary_band"]
 
 
 def _check(predictions: Mapping, truth_shape: tuple, argument: str = "predictions"):
@@ -118,6 +131,33 @@ def _per_step(p: torch.Tensor, y: torch.Tensor):
     return rel, whole, mse, corr
 
 
+def stationary_band(values: torch.Tensor, quantiles=(0.05, 0.95)) -> np.ndarray:
+    """Quantiles of ``values (sample, time)`` over every sample and the second half of the
+    times (past the transient); ``(len(quantiles),)``."""
+    later = values[:, values.shape[1] // 2 :].double().flatten()
+    return torch.quantile(later, torch.tensor(quantiles, dtype=torch.float64)).numpy()
+
+
+def _in_band(values: torch.Tensor, band: np.ndarray) -> np.ndarray:
+    """Fraction of samples of ``values (sample, time)`` inside ``band``, per time."""
+    inside = (values >= float(band[0])) & (values <= float(band[-1]))
+    return inside.double().mean(0).numpy()
+
+
+def _blow_up_time(p: torch.Tensor, times: np.ndarray) -> np.ndarray:
+    bad = ~torch.isfinite(p.reshape(*p.shape[:2], -1)).all(-1)
+    first = times[bad.float().argmax(-1).numpy()]
+    return np.where(bad.any(-1).numpy(), first, np.inf)
+
+
+def _spectrum_ratio(spec: torch.Tensor, true: torch.Tensor, n: int) -> np.ndarray:
+    """``spec / true`` on the shells ``1 <= k <= n // 3``, NaN elsewhere."""
+    ratio = torch.full_like(spec, math.nan)
+    k = slice(1, n // 3 + 1)
+    ratio[..., k] = spec[..., k] / true[..., k].clamp_min(1e-300)
+    return ratio.numpy()
+
+
 def _correlation_time(corr: torch.Tensor, times: np.ndarray, threshold: float) -> np.ndarray:
     below = ~(corr >= threshold)  # NaN (blown up) counts as below
     first = times[below.float().argmax(-1).numpy()]
@@ -176,6 +216,14 @@ def evaluate_fields(predictions: Mapping[str, torch.Tensor], truth: torch.Tensor
         metrics["spectrum"].append(energy_spectrum(p[:, spectrum_times, 0]).mean(0))
         metrics["snapshot"].append(p[0, snapshot_times, 0].double())
     e_true, z_true = field_energy(truth[:, :, 0])
+    spectrum_true = energy_spectrum(truth[:, spectrum_times, 0]).mean(0)
+    ratios = np.stack([_spectrum_ratio(m, spectrum_true, truth.shape[-1])
+                       for m in metrics["spectrum"]])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        off = np.abs(np.log2(ratios))
+    off = np.where(np.isnan(off), -np.inf, off).max(-1)  # NaN: no resolved shell, or blown up
+    worst = np.where(np.isneginf(off), np.nan, np.exp2(off))
+    e_band, z_band = stationary_band(e_true), stationary_band(z_true)
     dims = ("model", "sample", "time")
     data = {
         "rel_l2": (dims, np.stack([m.numpy() for m in metrics["rel_l2"]])),
@@ -191,8 +239,21 @@ def evaluate_fields(predictions: Mapping[str, torch.Tensor], truth: torch.Tensor
         "enstrophy_true": (dims[1:], z_true.numpy()),
         "spectrum": (("model", "spectrum_time", "wavenumber"),
                      np.stack([m.numpy() for m in metrics["spectrum"]])),
-        "spectrum_true": (("spectrum_time", "wavenumber"),
-                          energy_spectrum(truth[:, spectrum_times, 0]).mean(0).numpy()),
+        "spectrum_true": (("spectrum_time", "wavenumber"), spectrum_true.numpy()),
+        "spectrum_ratio": (("model", "spectrum_time", "wavenumber"), ratios,
+                           {"note": "model / truth on the shells 1 <= k <= N/3"}),
+        "spectrum_ratio_worst": (("model", "spectrum_time"), worst,
+                                 {"note": "exp2(max_k |log2 ratio|): 1 is exact, 2 a shell "
+                                          "off by a factor 2"}),
+        "energy_band": (("quantile",), e_band),
+        "enstrophy_band": (("quantile",), z_band),
+        "energy_in_band": (("model", "time"),
+                           np.stack([_in_band(m, e_band) for m in metrics["energy"]])),
+        "enstrophy_in_band": (("model", "time"),
+                              np.stack([_in_band(m, z_band) for m in metrics["enstrophy"]])),
+        "blow_up_time": (dims[:2], np.stack([_blow_up_time(predictions[m], times)
+                                              for m in names]),
+                         {"note": "inf: finite over the whole rollout"}),
         "snapshot": (("model", "snapshot_time", "x", "y"),
                      np.stack([m.numpy() for m in metrics["snapshot"]])),
         "snapshot_true": (("snapshot_time", "x", "y"),
@@ -200,7 +261,7 @@ def evaluate_fields(predictions: Mapping[str, torch.Tensor], truth: torch.Tensor
     }
     coords = {"model": names, "sample": np.arange(s), "time": times,
               "spectrum_time": times[spectrum_times], "snapshot_time": times[snapshot_times],
-              "wavenumber": np.arange(truth.shape[-1] // 2 + 1)}
+              "wavenumber": np.arange(truth.shape[-1] // 2 + 1), "quantile": [0.05, 0.95]}
     return xr.Dataset(data, coords=coords, attrs={"kind": "field"})
 
 
@@ -213,9 +274,14 @@ def _particle_energy(x: torch.Tensor, v: torch.Tensor, q: torch.Tensor, eps: flo
     return 0.5 * (v**2).sum((-1, -2)) + (qq / r).sum(-1)
 
 
+def _angular_momentum(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``L = sum_i x_i x v_i`` (unit masses), ``(..., N, 3) -> (..., 3)``."""
+    return torch.linalg.cross(x.double(), v.double(), dim=-1).sum(-2)
+
+
 def evaluate_particles(predictions: Mapping[str, tuple], truth: tuple, charges: torch.Tensor,
                        initial: tuple, times: Sequence[float] | None = None,
-                       softening: float = 0.0) -> xr.Dataset:
+                       softening: float = 0.0, escape_radius: float = 1000.0) -> xr.Dataset:
     """Metrics of particle rollouts (see the module docstring).
 
     Parameters
@@ -231,6 +297,8 @@ def evaluate_particles(predictions: Mapping[str, tuple], truth: tuple, charges: 
     times : sequence of float, optional
     softening : float
         ``eps`` of the Coulomb energy.
+    escape_radius : float
+        Distance from the origin beyond which a particle counts as escaped.
     """
     x_true, v_true = truth
     if x_true.ndim != 4:
@@ -247,8 +315,10 @@ def evaluate_particles(predictions: Mapping[str, tuple], truth: tuple, charges: 
         times, dtype=np.float64)
     e0 = _particle_energy(initial[0], initial[1], q[:, 0], softening)
     p0 = initial[1].double().sum(-2)
+    l0 = _angular_momentum(*initial)
     out = {k: [] for k in ("position_mse", "rel_l2", "energy", "energy_drift",
-                           "momentum_drift", "trajectory")}
+                           "momentum_drift", "angular_momentum_drift", "trajectory")}
+    escaped = []
     for x, v in predictions.values():
         rel, _, mse, _ = _per_step(x, x_true)
         e = _particle_energy(x, v, q, softening)
@@ -257,12 +327,21 @@ def evaluate_particles(predictions: Mapping[str, tuple], truth: tuple, charges: 
         out["energy"].append(e.numpy())
         out["energy_drift"].append(((e - e0[:, None]) / e0.abs()[:, None]).numpy())
         out["momentum_drift"].append((v.double().sum(-2) - p0[:, None]).norm(dim=-1).numpy())
+        out["angular_momentum_drift"].append(
+            (_angular_momentum(x, v) - l0[:, None]).norm(dim=-1).numpy())
+        far = ~(x.double().norm(dim=-1) <= escape_radius)  # NaN counts as escaped
+        escaped.append(far.any(-1).double().mean(0).numpy())
         out["trajectory"].append(x[0].double().numpy())
     dims = ("model", "sample", "time")
     data = {k: (dims, np.stack(v)) for k, v in out.items() if k != "trajectory"}
     e_true = _particle_energy(x_true, v_true, q, softening)
     data["energy_true"] = (dims[1:], e_true.numpy())
     data["energy_drift_true"] = (dims[1:], ((e_true - e0[:, None]) / e0.abs()[:, None]).numpy())
+    data["momentum_drift_true"] = (dims[1:], (v_true.double().sum(-2) - p0[:, None]).norm(
+        dim=-1).numpy())
+    data["angular_momentum_drift_true"] = (dims[1:], (_angular_momentum(x_true, v_true)
+                                                      - l0[:, None]).norm(dim=-1).numpy())
+    data["escaped"] = (("model", "time"), np.stack(escaped), {"escape_radius": escape_radius})
     data["trajectory"] = (("model", "time", "particle", "spatial"), np.stack(out["trajectory"]))
     data["trajectory_true"] = (("time", "particle", "spatial"), x_true[0].double().numpy())
     data["initial_position"] = (("particle", "spatial"), initial[0][0].double().numpy())
