@@ -399,7 +399,8 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
         "| angular momentum drift, last step | " + " | ".join(
             _fmt(numbers[n]["angular_momentum_drift_last"]) for n in names) + " |",
         f"| escaped (a particle farther than {ev.escaped.attrs['escape_radius']:g} from the "
-        "origin), last step | " + " | ".join(f"{numbers[n]['escaped_last']:.0%}" for n in names) + " |",
+        "origin), last step | "
+        + " | ".join(f"{numbers[n]['escaped_last']:.0%}" for n in names) + " |",
         "| parameters | " + " | ".join(str(numbers[n]["parameters"]) for n in names) + " |",
         "| training time (s) | " + " | ".join(
             f"{numbers[n]['train_seconds']:.0f}" for n in names) + " |",
