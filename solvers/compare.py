@@ -123,11 +123,13 @@ def compare_job(checkpoints: Mapping[str, str], data: str, out_dir: str, n_steps
         ev = evaluate_fields(predictions, truth, times=times)
         plots.plot_snapshots(ev, os.path.join(out_dir, "snapshots"))
         plots.plot_spectra(ev, os.path.join(out_dir, "spectra"))
+        plots.plot_field_band(ev, os.path.join(out_dir, "energy_band"), horizon=horizon)
     else:
         eps = float(dataset_config(ds).get("softening") or 0.0)
         ev = evaluate_particles(predictions, truth, state[2], initial=state[:2], times=times,
                                 softening=eps)
         plots.plot_energy_drift(ev, os.path.join(out_dir, "energy_drift"), horizon=horizon)
+        plots.plot_conservation(ev, os.path.join(out_dir, "conservation"), horizon=horizon)
         plots.plot_trajectories(ev, os.path.join(out_dir, "trajectories"))
     plots.plot_error_vs_time(ev, os.path.join(out_dir, "error_vs_time"),
                              metric="rel_l2" if first.kind == "field" else "position_mse",

@@ -42,6 +42,8 @@ _CAPTIONS = {
     "transformed_test_error": "error on the transformed test set per rollout step",
     "trajectories": "particle trajectories of sample 0",
     "energy_drift": "relative energy drift of models and solver",
+    "energy_band": "energy and enstrophy against the solver's stationary band",
+    "conservation": "momentum and angular momentum drift of models and solver",
 }
 
 __all__ = ["DemoConfig", "run_demo", "summary_table"]

@@ -43,8 +43,8 @@ from .rollout import ROLLOUT_MARKER, RolloutResult, guard_report, rollout, store
 __all__ = ["JobConfig", "initial_states", "rollout_job", "evaluate_job", "diagnose_job",
            "claim_outputs", "job_outputs", "evaluation_summary", "with_guard"]
 
-_FIGURES = {"field": ("error_vs_time", "snapshots", "spectra"),
-            "particles": ("error_vs_time", "energy_drift", "trajectories")}
+_FIGURES = {"field": ("error_vs_time", "snapshots", "spectra", "energy_band"),
+            "particles": ("error_vs_time", "energy_drift", "conservation", "trajectories")}
 _DIAGNOSE_FIGURES = ("equivariance_error", "transformed_test_error")
 
 
@@ -261,6 +261,7 @@ def evaluate_job(job: JobConfig, name: str = "surrogate") -> xr.Dataset:
         plots.plot_error_vs_time(ev, os.path.join(job.out_dir, "error_vs_time"))
         plots.plot_snapshots(ev, os.path.join(job.out_dir, "snapshots"))
         plots.plot_spectra(ev, os.path.join(job.out_dir, "spectra"))
+        plots.plot_field_band(ev, os.path.join(job.out_dir, "energy_band"))
     else:
         eps = float(DatasetSpec.from_dataset(ds).config.get("softening") or 0.0)
         ev = evaluate_particles({name: result.states}, truth, state[2], initial=state[:2],
@@ -268,6 +269,7 @@ def evaluate_job(job: JobConfig, name: str = "surrogate") -> xr.Dataset:
         plots.plot_error_vs_time(ev, os.path.join(job.out_dir, "error_vs_time"),
                                  metric="position_mse")
         plots.plot_energy_drift(ev, os.path.join(job.out_dir, "energy_drift"))
+        plots.plot_conservation(ev, os.path.join(job.out_dir, "conservation"))
         plots.plot_trajectories(ev, os.path.join(job.out_dir, "trajectories"))
     ev = with_guard(ev, [result])
     _write_netcdf(ev, os.path.join(job.out_dir, "evaluation.nc"))

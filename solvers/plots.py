@@ -19,8 +19,9 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from grepsnet_sciml._atomic import atomic_path, atomic_write_text  # noqa: E402
 
-__all__ = ["plot_energy_drift", "plot_error_vs_time", "plot_equivariance", "plot_snapshots",
-           "plot_spectra", "plot_trajectories", "write_json"]
+__all__ = ["plot_conservation", "plot_energy_drift", "plot_error_vs_time", "plot_equivariance",
+           "plot_field_band", "plot_snapshots", "plot_spectra", "plot_trajectories",
+           "write_json"]
 
 
 def _clean(value):
@@ -122,6 +123,57 @@ def plot_energy_drift(ev, path: str, horizon: int | None = None) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("relative energy drift: models and solver", fontsize=10)
+    return _save(fig, path, data)
+
+
+def plot_field_band(ev, path: str, horizon: int | None = None) -> str:
+    """Energy and enstrophy of every model and of the solver against time, with the solver's
+    stationary band (5th-95th percentile, ``energy_band``) shaded; means over samples."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
+    times = ev.time.values
+    data = {"time": times, "horizon": horizon}
+    for ax, var in zip(axes, ("energy", "enstrophy")):
+        band = ev[f"{var}_band"].values
+        ax.axhspan(band[0], band[-1], color="0.85", label="solver's 5-95% band")
+        truth = ev[f"{var}_true"].mean("sample").values
+        ax.plot(times, truth, "k-", marker=".", label="solver")
+        data[var] = {"band": band, "solver": truth, "models": {}}
+        for model in ev.model.values:
+            curve = ev[var].sel(model=model).mean("sample").values
+            ax.plot(times, curve, marker=".", label=str(model))
+            data[var]["models"][str(model)] = curve
+        _time_axes(ax, times, horizon)
+        ax.set_ylabel(f"{var} (mean over {ev.sizes['sample']} samples)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("energy and enstrophy against the solver's stationary band", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, data)
+
+
+def plot_conservation(ev, path: str, horizon: int | None = None) -> str:
+    """Momentum and angular momentum drift of every model beside the solver's (log scale,
+    means over samples)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
+    times = ev.time.values
+    data = {"time": times, "horizon": horizon}
+    for ax, var, label in zip(axes, ("momentum_drift", "angular_momentum_drift"),
+                              ("|P(t) - P(0)|", "|L(t) - L(0)|")):
+        solver = ev[f"{var}_true"].mean("sample").values
+        ax.plot(times, np.maximum(solver, 1e-300), "k-", marker=".", label="solver")
+        data[var] = {"solver": solver, "models": {}}
+        for model in ev.model.values:
+            curve = ev[var].sel(model=model).mean("sample").values
+            ax.plot(times, np.maximum(curve, 1e-300), marker=".", label=str(model))
+            data[var]["models"][str(model)] = curve
+        _time_axes(ax, times, horizon)
+        ax.set_ylabel(f"{label} (mean over {ev.sizes['sample']} samples, unit masses)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("momentum and angular momentum drift: models and solver", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path, data)
 
 

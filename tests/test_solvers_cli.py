@@ -98,7 +98,8 @@ def test_demo_small(tmp_path, capsys):
     report = (tmp_path / "report.md").read_text()
     # every figure the demo wrote is linked from the report
     pngs = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
-    assert "particles/transformed_test_error.png" in pngs and len(pngs) == 10
+    assert "particles/transformed_test_error.png" in pngs and len(pngs) == 12
+    assert "ns/energy_band.png" in pngs and "particles/conservation.png" in pngs
     for png in pngs:
         assert f"]({png})" in report, png
     assert "ns/equivariance_error.png" in report and (tmp_path / "ns" / "spectra.png").exists()
