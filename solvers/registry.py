@@ -392,6 +392,9 @@ class GRepsNBodyConfig(_Validated):
         If given, inputs with another particle count are rejected.
     softening : float or None
         If given, edges also see ``1 / (|r_ij| + softening)`` and its square.
+    conserve_momentum : bool
+        Remove the mean predicted velocity change: total momentum conserved to round-off
+        (needs velocity outputs, ``data.predict_velocity``).
     """
 
     hidden: int = 64
@@ -404,6 +407,7 @@ class GRepsNBodyConfig(_Validated):
     charge_edges: bool = True
     n_particles: int | None = None
     softening: float | None = None
+    conserve_momentum: bool = False
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {"graph": ("full", "knn", "radius")}
 

@@ -221,3 +221,23 @@ def test_bad_input(name):
             SMALL[name](graph="radius", radius=radius)
     with pytest.raises(ValueError, match="k: expected 1 <= k"):
         SMALL[name](graph="knn")
+
+
+def test_conserve_momentum_is_exact_and_keeps_equivariance(dtype):
+    model = SMALL["GRepsNBody"](velocity_output=True, conserve_momentum=True).to(dtype)
+    x, v, q = _inputs(n=6, dtype=dtype)
+    with torch.no_grad():
+        _, v_out = model(x, v, q)
+    drift = (v_out.sum(1) - v.sum(1)).norm(dim=-1) / v.norm(dim=-1).sum(1)
+    assert float(drift.max()) < (1e-14 if dtype == torch.float64 else 1e-6)
+    free = SMALL["GRepsNBody"](velocity_output=True).to(dtype)
+    free.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        _, v_free = free(x, v, q)
+    assert float((v_free.sum(1) - v.sum(1)).norm()) > 1e-4  # not conserved without it
+    assert_equivariant(model, _harness(x, v, q), dtype=dtype, elements=_elements(4))
+
+
+def test_conserve_momentum_needs_velocity_outputs():
+    with pytest.raises(ValueError, match="conserve_momentum: needs velocity_output"):
+        GRepsNBody(conserve_momentum=True)

@@ -26,8 +26,8 @@ relative L2 over the rollout (G-FNO's metric, %), the same on the test set rotat
 group (vorticity a pseudo-scalar) and under C4, and the rollout error at 2x and 5x the
 training horizon. Widths are chosen so that every model's parameter count is within 10% of
 G-FNO-p4's (the count and the ratio are reported), FNO's to the official FNO2d's count;
-GRepsFNO runs at its default width, chosen for a cost no higher than G-FNO-p4's
-(:data:`OWN_WIDTH`).
+GRepsFNO runs at 48 real hidden channels (``48 // |G|`` copies of ``R``), the budget at which
+its cost per epoch matches G-FNO-p4's (:data:`OWN_WIDTH`).
 
 Data are generated once into resumable zarr stores in the cache, one per split with its
 own derived seed (:func:`~grepsnet_sciml.datasets.splits.generate_to_store`), or read from
@@ -98,8 +98,11 @@ OPTIONAL_MODELS = ("GRepsFNO-C4",)
 the D4 model at the same parameter count)."""
 REFERENCE = "GFNO-p4"
 OWN_WIDTH = ("GRepsFNO",)
-"""Models run at their registry default width (chosen for its cost against G-FNO-p4), not
-matched in parameters as the other models are."""
+"""Models run at a budget of :data:`OWN_CHANNELS` real hidden channels (their cost is set by
+the channels, not the parameters), not matched in parameters as the other models are."""
+OWN_CHANNELS = 48
+"""Real hidden channels of the :data:`OWN_WIDTH` models: ``48 // |G|`` copies of ``R`` (6 over
+D4, GRepsFNO's default width; 12 over D2)."""
 PRESET_GROUPS = {"ns-sym": "D4()", "ns": "D2('diagonal')"}
 FORCINGS = {"ns-sym": "symmetric", "ns": "fno"}
 """The forcing of an FNO/G-FNO ``.mat`` file of each preset (:func:`load_fno_mat`)."""
@@ -410,14 +413,14 @@ def matched_width(name: str, p: Protocol, group: str, target: int,
 
 def widths(models, p: Protocol, group: str, forcing=None) -> tuple[dict, int]:
     """``({model: (width, parameters)}, target)``: G-FNO-p4's count matched, FNO the official,
-    the :data:`OWN_WIDTH` models at their default width."""
+    the :data:`OWN_WIDTH` models at :data:`OWN_CHANNELS` real channels."""
     target = real_parameter_count(_core(REFERENCE, p.reference_width, p, group))
     out = {}
     for name in models:
         if name == REFERENCE:
             out[name] = (p.reference_width, target)
         elif name in OWN_WIDTH:
-            width = model_config(get_model(name).name).width
+            width = max(1, OWN_CHANNELS // group_from_string(group).order)
             out[name] = (width, real_parameter_count(_core(name, width, p, group, forcing)))
         elif name.startswith("FNO"):
             out[name] = matched_width(name, p, group, official_fno2d_parameters(p), forcing)

@@ -257,6 +257,11 @@ class GRepsNBody(ParticlePredictor):
     softening : float, optional
         If given, edges also see ``1 / (|r_ij| + softening)`` and its square (Coulomb-like
         radial features).
+    conserve_momentum : bool
+        With ``velocity_output``: remove the mean of the predicted velocity changes,
+        ``dv_i <- dv_i - mean_j dv_j``, so that the total momentum ``sum_i v_i`` (equal
+        masses) is conserved to round-off, as in an isolated system. The projection commutes
+        with rotations, reflections and permutations, so equivariance is kept.
 
     Shapes
     ------
@@ -277,6 +282,7 @@ class GRepsNBody(ParticlePredictor):
         n_particles: int | None = None,
         velocity_output: bool = False,
         softening: float | None = None,
+        conserve_momentum: bool = False,
     ):
         super().__init__()
         for name, value in (("hidden", hidden), ("vectors", vectors), ("tensors", tensors),
@@ -294,6 +300,10 @@ class GRepsNBody(ParticlePredictor):
             for _ in range(n_layers)
         )
         self.velocity_output = bool(velocity_output)
+        if conserve_momentum and not self.velocity_output:
+            raise ValueError("conserve_momentum: needs velocity_output=True (the model "
+                             "predicts no velocities otherwise)")
+        self.conserve_momentum = bool(conserve_momentum)
         if self.velocity_output:
             self.velocity_readout = nn.Linear(hidden, vectors)
 
@@ -316,5 +326,7 @@ class GRepsNBody(ParticlePredictor):
             h, vec, xc = layer(h, vec, xc, edge_attr, index, weights)
         if not self.velocity_output:
             return xc.permute(1, 2, 0)
-        v_out = v + (self.velocity_readout(h) * vec).sum(-1).permute(1, 2, 0)
-        return xc.permute(1, 2, 0), v_out
+        dv = (self.velocity_readout(h) * vec).sum(-1).permute(1, 2, 0)
+        if self.conserve_momentum:
+            dv = dv - dv.mean(1, keepdim=True)
+        return xc.permute(1, 2, 0), v + dv
