@@ -94,8 +94,8 @@ CACHE = Path("runs") / "ns_data"
 MODELS = ("GRepsFNO", "GFNO-p4", "GFNO-p4m", "GFNO-p4m-pseudo", "FNO", "FNO+aug")
 """The models a run trains by default (display names of :mod:`~grepsnet_sciml.solvers.registry`)."""
 OPTIONAL_MODELS = ("GRepsFNO-C4",)
-"""Also accepted: GRepsFNO with rotations only (C4 regular channels, half the channels of
-the D4 model at the same parameter count)."""
+"""Also accepted: GRepsFNO's design over C4 (rotations only, reflections not built in),
+matched in parameters to G-FNO-p4 like the baselines."""
 REFERENCE = "GFNO-p4"
 OWN_WIDTH = ("GRepsFNO",)
 """Models run at a budget of :data:`OWN_CHANNELS` real hidden channels (their cost is set by
