@@ -82,7 +82,7 @@ def test_cli_data_only_and_merge(runs, tmp_path, capsys):
 def test_row_config_reproduces_the_row_with_grepsnet_train(runs, tmp_path, tag, model):
     root, out = runs
     row = next(r for r in out[tag]["rows"] if r["model"] == model)
-    toml = root / tag / "configs" / f"{model}_seed0.toml"
+    toml = root / tag / "configs" / "ns_tiny_ns-sym" / f"{model}_seed0.toml"
     assert row["config"] == str(toml)
     cfg = load_config(toml)
     # G-FNO's settings, unnormalized, validated on the rollout over `steps`

@@ -16,8 +16,8 @@ Every row is an :class:`~grepsnet_sciml.solvers.config.ExperimentConfig` trained
 forcing: every window of ``t_in`` frames of the first ``t_in + steps`` frames predicts the
 next frame; no input normalization; ``best`` by the validation rollout error over ``steps``
 steps) and evaluated by an autoregressive :func:`~grepsnet_sciml.solvers.rollout.rollout`.
-Its TOML file is written to ``<out>/configs/<model>_seed<seed>.toml``: ``grepsnet train``
-on it reproduces the row's training (its checkpoints are in the cache, under
+Its TOML file is written to ``<out>/configs/ns_<protocol>_<preset>/<model>_seed<seed>.toml``:
+``grepsnet train`` on it reproduces the row's training (its checkpoints are in the cache, under
 ``runs/ns_<protocol>_<preset>/``). Reported per model: parameters (the dimension of the
 weight space; real numbers, complex weights count twice), training seconds per epoch,
 forward and forward+backward milliseconds per batch, activation memory of a training step, test
@@ -606,7 +606,8 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     cache : Path, optional
         Data stores and training runs (default :data:`CACHE`).
     out_dir : Path
-        Results; the configs go to ``out_dir/configs/<model>_seed<seed>.toml``.
+        Results; the configs go to
+        ``out_dir/configs/ns_<protocol>_<preset>/<model>_seed<seed>.toml``.
     device : {"cpu", "cuda", "auto"}
     threads : int
         Torch threads.
@@ -644,7 +645,7 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
         for name in models:
             cfg = row_config(name, matched[name][0], p, preset, stores, seed,
                              runs / f"{name}_seed{seed}", dev, progress)
-            toml = Path(out_dir) / "configs" / f"{name}_seed{seed}.toml"
+            toml = Path(out_dir) / "configs" / f"ns_{protocol}_{preset}" / f"{name}_seed{seed}.toml"
             save_config(cfg, toml)
             row = run_model(cfg, name, p, preset, stores, long_factors)
             row["parameter_ratio"] = row["parameters"] / target
