@@ -12,7 +12,8 @@ forcing is invariant, ``det(g) f(g^{-1}(i - s)) = f(i)``: that is what makes ``(
 symmetry of the data. So if ``M`` commutes with ``g`` and with cyclic shifts, ``F`` commutes
 with every declared element: ``F((g, s) . x) = M([(g, s) . x, (g, s) . f]) = (g, s) . F(x)``.
 ``F`` is no longer equivariant under shifts that move the forcing, nor under elements the
-data do not declare (the construction checks the invariance on the grid of the data).
+data do not declare (``tests/test_forcing.py`` checks both named forcings' invariance under
+their declared elements, and ``F``'s equivariance under each of them).
 
 The field is computed from its name and amplitude at the resolution of each input (the named
 forcings are trigonometric polynomials), so the model stays resolution-independent.
