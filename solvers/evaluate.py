@@ -144,10 +144,14 @@ def _in_band(values: torch.Tensor, band: np.ndarray) -> np.ndarray:
     return inside.double().mean(0).numpy()
 
 
+def _first_time(flags: torch.Tensor, times: np.ndarray) -> np.ndarray:
+    """Per sample, the first time ``flags (sample, time)`` is true; ``inf`` if never."""
+    first = times[flags.float().argmax(-1).numpy()]
+    return np.where(flags.any(-1).numpy(), first, np.inf)
+
+
 def _blow_up_time(p: torch.Tensor, times: np.ndarray) -> np.ndarray:
-    bad = ~torch.isfinite(p.reshape(*p.shape[:2], -1)).all(-1)
-    first = times[bad.float().argmax(-1).numpy()]
-    return np.where(bad.any(-1).numpy(), first, np.inf)
+    return _first_time(~torch.isfinite(p.reshape(*p.shape[:2], -1)).all(-1), times)
 
 
 def _spectrum_ratio(spec: torch.Tensor, true: torch.Tensor, n: int) -> np.ndarray:
@@ -159,9 +163,7 @@ def _spectrum_ratio(spec: torch.Tensor, true: torch.Tensor, n: int) -> np.ndarra
 
 
 def _correlation_time(corr: torch.Tensor, times: np.ndarray, threshold: float) -> np.ndarray:
-    below = ~(corr >= threshold)  # NaN (blown up) counts as below
-    first = times[below.float().argmax(-1).numpy()]
-    return np.where(below.any(-1).numpy(), first, np.inf)
+    return _first_time(~(corr >= threshold), times)  # NaN (blown up) counts as below
 
 
 def evaluate_fields(predictions: Mapping[str, torch.Tensor], truth: torch.Tensor,

@@ -126,6 +126,23 @@ def plot_energy_drift(ev, path: str, horizon: int | None = None) -> str:
     return _save(fig, path, data)
 
 
+def _solver_and_models(ax, ev, var: str, floor: float | None = None) -> dict:
+    """Plot the sample means of ``{var}_true`` (the solver, black) and of ``var`` per model
+    against time, clamped below at ``floor`` for log scales; returns the plotted values."""
+    def shown(values):
+        return values if floor is None else np.maximum(values, floor)
+
+    times = ev.time.values
+    solver = ev[f"{var}_true"].mean("sample").values
+    ax.plot(times, shown(solver), "k-", marker=".", label="solver")
+    out = {"solver": solver, "models": {}}
+    for model in ev.model.values:
+        curve = ev[var].sel(model=model).mean("sample").values
+        ax.plot(times, shown(curve), marker=".", label=str(model))
+        out["models"][str(model)] = curve
+    return out
+
+
 def plot_field_band(ev, path: str, horizon: int | None = None) -> str:
     """Energy and enstrophy of every model and of the solver against time, with the solver's
     stationary band (5th-95th percentile, ``energy_band``) shaded; means over samples."""
@@ -135,13 +152,7 @@ def plot_field_band(ev, path: str, horizon: int | None = None) -> str:
     for ax, var in zip(axes, ("energy", "enstrophy")):
         band = ev[f"{var}_band"].values
         ax.axhspan(band[0], band[-1], color="0.85", label="solver's 5-95% band")
-        truth = ev[f"{var}_true"].mean("sample").values
-        ax.plot(times, truth, "k-", marker=".", label="solver")
-        data[var] = {"band": band, "solver": truth, "models": {}}
-        for model in ev.model.values:
-            curve = ev[var].sel(model=model).mean("sample").values
-            ax.plot(times, curve, marker=".", label=str(model))
-            data[var]["models"][str(model)] = curve
+        data[var] = {"band": band, **_solver_and_models(ax, ev, var)}
         _time_axes(ax, times, horizon)
         ax.set_ylabel(f"{var} (mean over {ev.sizes['sample']} samples)")
         ax.set_yscale("log")
@@ -160,13 +171,7 @@ def plot_conservation(ev, path: str, horizon: int | None = None) -> str:
     data = {"time": times, "horizon": horizon}
     for ax, var, label in zip(axes, ("momentum_drift", "angular_momentum_drift"),
                               ("|P(t) - P(0)|", "|L(t) - L(0)|")):
-        solver = ev[f"{var}_true"].mean("sample").values
-        ax.plot(times, np.maximum(solver, 1e-300), "k-", marker=".", label="solver")
-        data[var] = {"solver": solver, "models": {}}
-        for model in ev.model.values:
-            curve = ev[var].sel(model=model).mean("sample").values
-            ax.plot(times, np.maximum(curve, 1e-300), marker=".", label=str(model))
-            data[var]["models"][str(model)] = curve
+        data[var] = _solver_and_models(ax, ev, var, floor=1e-300)
         _time_axes(ax, times, horizon)
         ax.set_ylabel(f"{label} (mean over {ev.sizes['sample']} samples, unit masses)")
         ax.set_yscale("log")

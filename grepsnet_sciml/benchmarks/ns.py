@@ -634,9 +634,9 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     cache = Path(cache) if cache is not None else CACHE
     stores, data_info = prepare_data(p, preset, cache, data, progress=progress)
     long_factors = tuple(data_info.get("long_factors", p.long_factors))
-    group = open_dataset(stores["train"]).attrs["group"]
-    dev = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     layout = field_layout(open_dataset(stores["train"]))
+    group = repr(layout.group)
+    dev = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     forcing = (layout.forcing, layout.forcing_amplitude) if layout.forcing else None
     matched, target = widths(models, p, group, forcing)
     runs = cache / "runs" / f"ns_{protocol}_{preset}"
