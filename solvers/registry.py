@@ -36,11 +36,11 @@ Field names have one meaning across all configs:
   argument ``hidden`` (an explicit hidden type) is the config field ``hidden_type``.
 - ``n_layers``: Fourier blocks (grid models) or message-passing rounds (particles).
 - ``regular_mixing``: how pointwise layers mix regular channels, ``"mean"`` or ``"conv"``
-  (``GRepsFNO2d(regular_mixing=...)``, passed on as ``EquivariantPointwise2d(regular=...)``
-  and to every ``FourierBlock2d``). The spectral weight sharing of regular channels
-  (``SpectralConv2d(regular="shared" | "group")``) is fixed by the model, not a config
-  field: ``"shared"`` for ``grepsfno*``, ``"group"`` for ``gfno-*`` (whose pointwise
-  mixing is fixed to ``"conv"``).
+  (``GRepsFNO2d(regular_mixing=...)``, passed on as
+  ``EquivariantLinear(domain="grid", regular=...)`` and to every ``FourierBlock2d``). The
+  spectral weight sharing of regular channels (``SpectralConv2d(regular="shared" |
+  "group")``) is fixed by the model, not a config field: ``"shared"`` for ``grepsfno*``,
+  ``"group"`` for ``gfno-*`` (whose pointwise mixing is fixed to ``"conv"``).
 
 Examples
 --------
@@ -216,7 +216,7 @@ class FNOAugConfig(FNOConfig):
 class GRepsFNOConfig(_Validated):
     """:class:`~grepsnet_sciml.models.GRepsFNO2d` over the data's group.
 
-    Lift ``EquivariantPointwise2d(rep_in -> hidden)``, ``n_layers`` equivariant Fourier
+    Lift ``EquivariantLinear(rep_in -> hidden, domain="grid")``, ``n_layers`` equivariant Fourier
     blocks (group spectral kernels and pointwise group convolutions by default), projection
     ``hidden -> mid -> rep_out``; equivariant, ``f(g . x) = g . f(x)`` for every ``g`` of the
     data's group, ``(batch, rep_in.dim, N, N) -> (batch, rep_out.dim, N, N)``.

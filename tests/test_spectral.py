@@ -7,12 +7,11 @@ import torch
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml.groups import C2, C4, D2, D4, O
+from grepsnet_sciml.layers import EquivariantLinear, NormActivation
 from grepsnet_sciml.layers._spectral_kernels import negation_index, window_index_maps
 from grepsnet_sciml.layers.spectral import (
     EquivariantInstanceNorm2d,
-    EquivariantPointwise2d,
     FourierBlock2d,
-    NormActivation2d,
     SpectralConv2d,
     SpectralCurl,
     SpectralDivergence,
@@ -172,52 +171,16 @@ def test_gradients_reach_every_parameter():
     modules = [
         SpectralConv2d(reps, reps, modes=3),
         SpectralConv2d(reps, reps, modes=3, regular="group"),
-        EquivariantPointwise2d(reps, reps),
-        EquivariantPointwise2d(reps, reps, regular="conv"),
+        EquivariantLinear(reps, reps, domain="grid", regular="mean"),
+        EquivariantLinear(reps, reps, domain="grid", regular="conv"),
         EquivariantInstanceNorm2d(reps, affine=True),
-        NormActivation2d(reps),
+        NormActivation(reps, domain="grid"),
     ]
     for module in modules:
         x = reps.randn(2, grid=(8, 8))
         module(x).pow(2).mean().backward()
         for name, p in module.named_parameters():
             assert p.grad is not None and p.grad.abs().max() > 0, (type(module).__name__, name)
-
-
-# ----- pointwise layers ------------------------------------------------------------------------
-@pytest.mark.parametrize("regular", ["mean", "conv"])
-@pytest.mark.parametrize("pair", PAIRS, ids=["tensor", "regular", "mixed"])
-@pytest.mark.parametrize("group", GROUPS, ids=GROUP_IDS)
-def test_pointwise_equivariant(group, pair, regular, dtype):
-    torch.manual_seed(6)
-    layer = EquivariantPointwise2d(Reps(pair[0], group), Reps(pair[1], group), regular=regular)
-    with torch.no_grad():
-        layer.bias.normal_() if layer.bias is not None else None
-    assert_equivariant(layer, dtype=dtype)
-
-
-@pytest.mark.parametrize("regular", ["mean", "conv"])
-@pytest.mark.parametrize("pair", PAIRS, ids=["tensor", "regular", "mixed"])
-def test_pointwise_matches_dense_reference(pair, regular):
-    torch.manual_seed(7)
-    rep_in, rep_out = Reps(pair[0], D4()), Reps(pair[1], D4())
-    layer = EquivariantPointwise2d(rep_in, rep_out, regular=regular).double()
-    with torch.no_grad():
-        layer.bias.normal_() if layer.bias is not None else None
-    x = rep_in.randn(2, grid=(6, 6), dtype=torch.float64)
-    ref = torch.einsum("oi,bixy->boxy", layer.dense_matrix(), x)
-    ref = ref + layer.dense_bias()[:, None, None]
-    assert torch.allclose(layer(x), ref, atol=1e-13)
-    # the dense weight commutes with the fibre action
-    w = layer.dense_matrix().detach()
-    for a in range(8):
-        assert torch.allclose(w @ rho(rep_in, a), rho(rep_out, a) @ w, atol=1e-13)
-
-
-def test_pointwise_has_no_weights_for_forbidden_pairs():
-    layer = EquivariantPointwise2d(Reps("T0", C4()), Reps("T1", C4()))
-    assert len(list(layer.parameters())) == 0 and layer.n_free == 0
-    assert torch.equal(layer(torch.randn(1, 1, 4, 4)), torch.zeros(1, 2, 4, 4))
 
 
 # ----- norm and activation ---------------------------------------------------------------------
@@ -231,7 +194,7 @@ def test_norm_and_activation_equivariant(group, affine, dtype):
             norm.weight.uniform_(0.5, 2.0)
             norm.bias.normal_()
     assert_equivariant(norm, dtype=dtype)
-    assert_equivariant(NormActivation2d(reps), dtype=dtype)
+    assert_equivariant(NormActivation(reps, domain="grid"), dtype=dtype)
 
 
 def test_norm_is_per_sample_and_normalises():
@@ -318,10 +281,6 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         SpectralConv2d(Reps("T1", group), Reps("T0", C2()), modes=4)
     with pytest.raises(ValueError, match="regular"):
         SpectralConv2d(Reps("R", group), Reps("R", group), modes=4, regular="dense")
-    with pytest.raises(ValueError, match="regular"):
-        EquivariantPointwise2d(Reps("R", group), Reps("R", group), regular="dense")
-    with pytest.raises(ValueError, match="rep_in: expected a Reps"):
-        EquivariantPointwise2d("T1", Reps("T0", group))
     with pytest.raises(ValueError, match="channels"):
         SpectralGradient(group, 0)
 
@@ -340,8 +299,8 @@ def test_spectral_module_re_exports_the_grid_layers():
     assert spectral.mode_matmul is _spectral_conv.mode_matmul
     assert _spectral_block.SpectralConv2d is SpectralConv2d
     assert set(spectral.__all__) == {
-        "SpectralConv2d", "spectral_conv_reference", "FourierBlock2d", "EquivariantPointwise2d",
-        "EquivariantInstanceNorm2d", "NormActivation2d", "SpectralGradient",
+        "SpectralConv2d", "spectral_conv_reference", "FourierBlock2d",
+        "EquivariantInstanceNorm2d", "SpectralGradient",
         "SpectralDivergence", "SpectralCurl", "SpectralHessian", "count_free_parameters",
         "radial_channel",
     }

@@ -7,6 +7,7 @@ import torch
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml.groups import C4, D4
+from grepsnet_sciml.layers import EquivariantLinear
 from grepsnet_sciml.layers._spectral_kernels import spectral_init_std
 from grepsnet_sciml.layers.spectral import SpectralConv2d
 from grepsnet_sciml.models.baselines import FNOBaseline
@@ -76,3 +77,22 @@ def test_fno_baseline_spectral_weights_follow_the_rule():
         assert tuple(w.shape) == (20, 20, 15, 8)  # |kx| <= 7 (15 rows) x ky = 0..7
         parts = torch.view_as_real(w.detach()).flatten()
         assert float(parts.std()) == pytest.approx(sigma, rel=0.02)
+
+
+@pytest.mark.parametrize("regular", ["mean", "conv"])
+def test_pointwise_layers_start_like_torch_conv2d(regular):
+    """1x1 maps: weights of std 1/sqrt(3 fan_in), invariant biases uniform in 1/sqrt(fan_in)."""
+    torch.manual_seed(0)
+    group = C4()
+    lin = EquivariantLinear(Reps("40xR", group), Reps("40xR", group), domain="grid",
+                            regular=regular)
+    w = lin.weight_regular.detach()
+    fan = 40 * (group.order if regular == "conv" else 1)
+    assert float(w.std()) == pytest.approx(1 / math.sqrt(3 * fan), rel=0.05)
+    bound = 1 / math.sqrt(40 * group.order)
+    largest = float(lin.bias.detach().abs().max())
+    assert 0.8 * bound < largest <= bound  # uniform, not zero
+    typed = EquivariantLinear(Reps("30xT0 + 30xT1", D4()), Reps("30xT0 + 30xT1", D4()),
+                              domain="grid")
+    free = torch.cat([p.detach().flatten() for p in typed.pairs.weights.values()])
+    assert float(free.pow(2).mean().sqrt()) == pytest.approx(1 / math.sqrt(3 * 60), rel=0.1)

@@ -4,8 +4,10 @@
   between orders (inner products, traces, outer products, contractions, pooling); call its
   functions through the module (``grepsnet_sciml.layers.tensor_ops.norm``), as the names
   of the submodules here (``norm``, ...) are the modules.
-- :class:`EquivariantLinear`: all channel-mixing and cross-kind equivariant linear maps.
-- :class:`NormActivation`, :class:`GatedActivation`: equivariant nonlinearities.
+- :class:`EquivariantLinear`: all channel-mixing and cross-kind equivariant linear maps,
+  on points and (as a 1x1 convolution) on grid fields.
+- :class:`NormActivation`, :class:`GatedActivation`: equivariant nonlinearities (points and
+  grids).
 - :class:`EquivariantLayerNorm`: per-sample normalization.
 - :class:`GRepsLayer`, :class:`GRepsMLP`: the G-RepsNet layer and network.
 
@@ -20,9 +22,7 @@ from .nonlinear import GatedActivation, NormActivation
 from .norm import EquivariantLayerNorm
 from .spectral import (
     EquivariantInstanceNorm2d,
-    EquivariantPointwise2d,
     FourierBlock2d,
-    NormActivation2d,
     SpectralConv2d,
     SpectralCurl,
     SpectralDivergence,
@@ -44,9 +44,7 @@ __all__ = [
     "GRepsMLP",
     "SpectralConv2d",
     "spectral_conv_reference",
-    "EquivariantPointwise2d",
     "EquivariantInstanceNorm2d",
-    "NormActivation2d",
     "FourierBlock2d",
     "SpectralGradient",
     "SpectralDivergence",

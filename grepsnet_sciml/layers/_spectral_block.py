@@ -6,17 +6,20 @@ from torch import nn
 
 from ..reps import Reps
 from ._spectral_conv import SpectralConv2d
-from ._spectral_pointwise import EquivariantInstanceNorm2d, EquivariantPointwise2d, NormActivation2d
+from ._spectral_pointwise import EquivariantInstanceNorm2d
 from .grepsnet import GRepsLayer
+from .linear import EquivariantLinear
+from .nonlinear import NormActivation
 
 
 class FourierBlock2d(nn.Module):
     """``x -> act(mlp(norm(K norm(x))) + W x)`` on typed fields, as in G-FNO/FNO.
 
     ``K`` is a :class:`~grepsnet_sciml.layers.spectral.SpectralConv2d`, ``W`` is an
-    :class:`EquivariantPointwise2d`, ``norm`` is :class:`EquivariantInstanceNorm2d` (no
-    parameters) and ``act`` is :class:`NormActivation2d` (skipped after the last block).
-    ``mlp`` is ``EquivariantPointwise2d -> NormActivation2d -> EquivariantPointwise2d``
+    :class:`~grepsnet_sciml.layers.EquivariantLinear` on the grid, ``norm`` is
+    :class:`EquivariantInstanceNorm2d` (no parameters) and ``act`` is
+    :class:`~grepsnet_sciml.layers.NormActivation` on the grid (skipped after the last
+    block). ``mlp`` is ``EquivariantLinear -> NormActivation -> EquivariantLinear``
     (``pointwise="linear"``, as G-FNO's) or the core's G-RepsNet layer
     :class:`~grepsnet_sciml.layers.GRepsLayer` at every grid point (``pointwise="grepsnet"``:
     order conversions such as inner and outer products of vector channels, gated tensors).
@@ -58,12 +61,12 @@ class FourierBlock2d(nn.Module):
             self.mlp = GRepsLayer(reps, reps, domain="grid", residual=False)
         else:
             self.mlp = nn.Sequential(
-                EquivariantPointwise2d(reps, reps, regular=pointwise_regular),
-                NormActivation2d(reps),
-                EquivariantPointwise2d(reps, reps, regular=pointwise_regular),
+                EquivariantLinear(reps, reps, domain="grid", regular=pointwise_regular),
+                NormActivation(reps, domain="grid"),
+                EquivariantLinear(reps, reps, domain="grid", regular=pointwise_regular),
             )
-        self.skip = EquivariantPointwise2d(reps, reps, regular=pointwise_regular)
-        self.act = None if last else NormActivation2d(reps)
+        self.skip = EquivariantLinear(reps, reps, domain="grid", regular=pointwise_regular)
+        self.act = None if last else NormActivation(reps, domain="grid")
 
     def forward(self, x):
         y = self.norm(self.spectral(self.norm(x)))

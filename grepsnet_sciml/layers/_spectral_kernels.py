@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from ..groups import PlanarGroup
+from ..groups import FiniteGroup, PlanarGroup
 
 __all__ = [
     "check_planar_group",
@@ -238,7 +238,7 @@ def hermitian(w: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return 0.5 * (w + w.index_select(-1, neg).conj())
 
 
-def regular_index_maps(group: PlanarGroup) -> torch.Tensor:
+def regular_index_maps(group: FiniteGroup) -> torch.Tensor:
     """``(|G|, |G|)`` long ``T`` with ``T[h, g] =`` index of ``h^{-1} g``."""
     table = group.multiplication_table
     inv = torch.tensor([group.inverse_index(a) for a in range(group.order)])

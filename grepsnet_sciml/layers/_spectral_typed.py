@@ -1,10 +1,11 @@
-"""Typed channel bookkeeping shared by the grid layers (private).
+"""Typed channel bookkeeping shared by the spectral layers and the projected weight space of
+:class:`~grepsnet_sciml.layers.EquivariantLinear` (private).
 
 :class:`KindPairs` owns one weight tensor per pair (output kind, input kind) of a map
 ``rep_in -> rep_out`` whose equivariant space is non-empty, projects each onto that space
 (:func:`~._spectral_kernels.project`) and assembles them into dense blocks in the
 *sorted* layout (kinds grouped in the order T0, T0p, T1, T2, R). Regular-to-regular pairs are
-left to the caller, which treats them the G-RepsNet way (shared weights across the copies).
+left to the caller (shared weights across the copies, or G-FNO's group convolution).
 
 :func:`layout_indices`, :func:`merge_layout`, :func:`take` and :func:`merge` move fields
 between the flat layout of a :class:`~grepsnet_sciml.reps.Reps` and its tensor and R parts,

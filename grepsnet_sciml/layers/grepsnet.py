@@ -60,7 +60,14 @@ from torch import nn
 
 from ..reps import KINDS, Reps
 from . import tensor_ops as ops
-from .linear import EquivariantLinear, TypedModule, check_domain, from_points, to_points
+from .linear import (
+    EquivariantLinear,
+    TypedModule,
+    check_domain,
+    check_reps,
+    from_points,
+    to_points,
+)
 from .nonlinear import activation_function
 from .norm import EquivariantLayerNorm
 
@@ -213,15 +220,7 @@ class GRepsLayer(TypedModule):
         eps: float = 1e-6,
     ):
         super().__init__()
-        if not isinstance(rep_in, Reps) or not isinstance(rep_out, Reps):
-            raise ValueError(
-                f"rep_in, rep_out: expected Reps, got {type(rep_in).__name__}, "
-                f"{type(rep_out).__name__}"
-            )
-        if rep_in.group != rep_out.group:
-            raise ValueError(
-                f"rep_out: group {rep_out.group!r} differs from rep_in's {rep_in.group!r}"
-            )
+        check_reps(rep_in, rep_out)
         if residual and rep_in != rep_out:
             raise ValueError(
                 f"residual: needs rep_in == rep_out, got {rep_in} and {rep_out}"

@@ -1,64 +1,52 @@
-"""Equivariant linear maps between direct sums of tensor representations.
+"""The equivariant linear map between direct sums of tensor representations.
 
-:class:`EquivariantLinear` is a sum of *paths*, one per pair (input kind, output kind)
-with an equivariant linear map that exists for every group with ``g^T eta g = eta`` (the R
-paths for every finite group):
+:class:`EquivariantLinear` ``rep_in -> rep_out`` is the one pointwise linear layer of the
+package, for point features and for grid fields (a 1x1 convolution). Its weight space
+depends on the group:
 
-===============  ====================================================  ==================
-path             map (channels ``c`` in, ``o`` out)                    weights
-===============  ====================================================  ==================
-T0 -> T0         ``y_o = sum_c W_oc s_c + b_o``                        ``(o, c)``
-T0p -> T0p       ``y_o = sum_c W_oc p_c``                              ``(o, c)``
-T1 -> T1         ``y_o = sum_c W_oc v_c``                              ``(o, c)``
-T2 -> T2         ``y_o = sum_c W_oc M_c + W'_oc M_c^T``                ``(2, o, c)``
-T0 -> T2         ``y_o = sum_c W_oc s_c eta^{-1}``                     ``(o, c)``
-T2 -> T0         ``y_o = sum_c W_oc tr(M_c eta)``                      ``(o, c)``
-R -> R           group convolution ``y_o(h) = sum_ck W_oc(k) f_c(hk)``  ``(o, c, |G|)``
-K -> R           lift ``y_o(h) = sum_c <A_oc, rho_K(h)^{-1} x_c>``      ``(o, c, size_K)``
-R -> K           projection ``y_o = sum_ch rho_K(h) B_oc f_c(h)``       ``(o, c, size_K)``
-===============  ====================================================  ==================
+- planar groups (C4, D4 and their subgroups): the *full* space of equivariant maps between
+  every pair of kinds, by projection (:mod:`._linear_projected`); ``R -> R`` is the
+  G-RepsNet mixing ``y_h = A x_h + B mean_g x_g`` (``regular="mean"``) or the group
+  convolution ``y_h = sum_g W_{h^{-1} g} x_g`` (``regular="conv"``, G-FNO's 1x1
+  ``GConv2d``);
+- every other group (O(d), SO(d), the Lorentz group, permutation groups): the *paths* that
+  exist for every group with ``g^T eta g = eta`` (:mod:`._linear_paths`: channel mixing
+  within a kind, T0 <-> T2 through the metric, ``R -> R`` as above, lifts to and
+  projections from R for finite groups).
 
-(``K`` in T0, T0p, T1, T2; the lift from T0 is the broadcast and the projection to T0 the
-sum over the group axis.) Biases sit only on invariant entries: T0 outputs and, constant
-over the group axis, R outputs. Weights act on channels only, the same for every component
-of a T1/T2 channel. Equivariance: ``rho_out(g) W x = W rho_in(g) x``. For a particular
-group there can be more equivariant maps (e.g. the 90-degree rotation of T1 for C4, or
-T0p -> T0 when no element has ``det g = -1``); they are left out, as in the paper.
-
-The forward pass applies path by path on the parts of :func:`~.tensor_ops.split`
-(channel mixing costs ``n_out * n_in`` per fibre component); :meth:`matrix` assembles the
-same map as one dense ``(rep_out.dim, rep_in.dim)`` matrix.
+Either way biases sit only on invariant entries (T0 outputs and, constant over the group
+axis, R outputs) and ``rho_out(g) W = W rho_in(g)`` for every group element ``g``;
+:meth:`EquivariantLinear.matrix` is the map as one dense matrix.
 
 Examples
 --------
 >>> import torch
 >>> from grepsnet_sciml import Reps
->>> from grepsnet_sciml.groups import D4
->>> lin = EquivariantLinear(Reps("2xT0 + T1", D4()), Reps("T0p + 3xR", D4()))
->>> lin(torch.randn(5, 4)).shape
-torch.Size([5, 25])
->>> lin = EquivariantLinear(Reps("T1", D4()), Reps("2xT1", D4()), domain="grid")
->>> lin(torch.randn(2, 2, 8, 8)).shape
+>>> from grepsnet_sciml.groups import D4, O
+>>> lin = EquivariantLinear(Reps("2xT0 + T1", O(3)), Reps("T0 + 3xT1", O(3)))
+>>> lin(torch.randn(5, 5)).shape
+torch.Size([5, 10])
+>>> lin = EquivariantLinear(Reps("T1 + R", D4()), Reps("2xT1", D4()), domain="grid")
+>>> lin(torch.randn(2, 10, 8, 8)).shape
 torch.Size([2, 4, 8, 8])
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from ..groups import FiniteGroup
-from ..reps import KINDS, Reps
-from . import tensor_ops as ops
+from ..groups import FiniteGroup, PlanarGroup
+from ..reps import Reps
+from . import _linear_paths, _linear_projected
+from ._spectral_kernels import regular_index_maps
 
 __all__ = ["EquivariantLinear", "TypedModule", "check_domain", "to_points", "from_points"]
 
-_SAME_KIND = ("T0", "T0p", "T1", "T2")
 DENSE_MIN_POINTS = 4096
-"""Above this many feature vectors :class:`EquivariantLinear` uses one dense matrix."""
-_LIFTABLE = ("T0", "T0p", "T1", "T2")
+"""Above this many feature vectors the path weight space uses one dense matrix."""
+REGULAR = ("mean", "conv")
+"""The ``R -> R`` mixings of :class:`EquivariantLinear`."""
 
 
 def check_domain(domain: str) -> str:
@@ -66,6 +54,19 @@ def check_domain(domain: str) -> str:
     if domain not in ("point", "grid"):
         raise ValueError(f"domain: expected 'point' or 'grid', got {domain!r}")
     return domain
+
+
+def check_reps(rep_in, rep_out) -> None:
+    """Raise ``ValueError`` unless both are :class:`~grepsnet_sciml.reps.Reps` over one group."""
+    for argument, reps in (("rep_in", rep_in), ("rep_out", rep_out)):
+        if not isinstance(reps, Reps):
+            raise ValueError(
+                f"{argument}: expected a Reps such as Reps('4xT0 + 2xT1', D4()), got {reps!r}"
+            )
+    if rep_in.group != rep_out.group:
+        raise ValueError(
+            f"rep_out: expected a Reps over {rep_in.group!r} like rep_in, got {rep_out.group!r}"
+        )
 
 
 def to_points(x: torch.Tensor, reps: Reps, domain: str, argument: str = "x") -> torch.Tensor:
@@ -95,7 +96,7 @@ class TypedModule(nn.Module):
 
 
 class EquivariantLinear(TypedModule):
-    """The equivariant linear map ``rep_in -> rep_out`` built from the paths listed above.
+    """The equivariant linear map ``rep_in -> rep_out``, ``y = W x + b`` at every point.
 
     Parameters
     ----------
@@ -105,200 +106,98 @@ class EquivariantLinear(TypedModule):
         Learn a bias on T0 outputs and a group-constant bias on R outputs.
     domain : {"point", "grid"}
         ``"point"``: ``(..., rep_in.dim) -> (..., rep_out.dim)``; ``"grid"``: fields
-        ``(batch, rep_in.dim, X, Y) -> (batch, rep_out.dim, X, Y)``, pointwise.
+        ``(batch, rep_in.dim, X, Y) -> (batch, rep_out.dim, X, Y)``, the same map at every
+        grid point (a 1x1 convolution).
+    regular : {"conv", "mean"}
+        ``R -> R`` mixing: ``"conv"`` the group convolution ``y_h = sum_g W_{h^{-1} g} x_g``
+        (``C_out C_in |G|`` weights, ``(|G| C)^2`` products per point); ``"mean"`` the
+        G-RepsNet map ``y_h = A x_h + B mean_g x_g`` (``2 C_out C_in`` weights, ``O(|G|
+        C^2)`` per point on grids).
+
+    Attributes
+    ----------
+    paths : list of tuple
+        The pairs ``(kind_in, kind_out)`` that carry weights.
+    n_free : int
+        Dimension of the weight space (weights and biases).
+    projected : bool
+        Whether the weights are projected (planar groups) or paths (other groups); the
+        module docstrings of :mod:`._linear_projected` and :mod:`._linear_paths` list the
+        parameters and their initialisation.
+
+    Raises
+    ------
+    ValueError
+        If ``rep_in``/``rep_out`` are not ``Reps`` over one group, or ``domain`` or
+        ``regular`` is unknown (each message names the argument and the value).
 
     Notes
     -----
-    Weights are drawn ``N(0, 1 / fan)`` with ``fan`` the number of unit-variance terms
-    summed into one output entry over all paths into that output kind, so outputs have
-    O(1) scale for standard normal inputs.
+    Equivariance: ``W rho_in(g) = rho_out(g) W`` for every ``g``; on grids also commutes with
+    the grid action and cyclic shifts. Planar groups: free weights start like torch's
+    ``Conv2d`` (std ``1 / sqrt(3 fan_in)``, invariant biases uniform in ``1 / sqrt(fan_in)``);
+    other groups: ``N(0, 1 / fan)`` with zero bias, so outputs have O(1) scale.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from grepsnet_sciml import Reps
+    >>> from grepsnet_sciml.groups import C4
+    >>> lin = EquivariantLinear(Reps("3xR", C4()), Reps("T0 + 2xR", C4()), regular="mean")
+    >>> lin(torch.randn(7, 12)).shape, lin.paths
+    (torch.Size([7, 9]), [('R', 'T0'), ('R', 'R')])
     """
 
-    def __init__(self, rep_in: Reps, rep_out: Reps, bias: bool = True, domain: str = "point"):
+    def __init__(
+        self,
+        rep_in: Reps,
+        rep_out: Reps,
+        bias: bool = True,
+        domain: str = "point",
+        regular: str = "conv",
+    ):
         super().__init__()
-        if not isinstance(rep_in, Reps) or not isinstance(rep_out, Reps):
-            raise ValueError(
-                f"rep_in, rep_out: expected Reps, got {type(rep_in).__name__}, "
-                f"{type(rep_out).__name__}"
-            )
-        if rep_in.group != rep_out.group:
-            raise ValueError(
-                f"rep_out: group {rep_out.group!r} differs from rep_in's {rep_in.group!r}"
-            )
-        self.rep_in, self.rep_out = rep_in, rep_out
+        check_reps(rep_in, rep_out)
         self.domain = check_domain(domain)
+        if regular not in REGULAR:
+            raise ValueError(f"regular: expected 'mean' or 'conv', got {regular!r}")
+        self.rep_in, self.rep_out, self.regular = rep_in, rep_out, regular
         group = rep_in.group
-        self.finite = isinstance(group, FiniteGroup)
-        n_in = {k: rep_in.count(k) for k in KINDS}
-        n_out = {k: rep_out.count(k) for k in KINDS}
+        self.projected = isinstance(group, PlanarGroup)
+        self.register_buffer(
+            "eta", group.metric.to(torch.get_default_dtype()), persistent=False
+        )
+        order, empty = rep_out.kind_indices, torch.zeros(0, dtype=torch.long)
+        invariant = torch.cat([order.get("T0", empty), order.get("R", empty)])
+        self.register_buffer("bias_idx", invariant, persistent=False)
+        if isinstance(group, FiniteGroup):
+            self.register_buffer("regular_index", regular_index_maps(group), persistent=False)
+        self._space.build(self, bias)
 
-        self.weights = nn.ParameterDict()
-        shapes: dict[tuple[str, str], tuple[int, ...]] = {}
-        fans: dict[tuple[str, str], int] = {}
-        for k in _SAME_KIND:
-            if n_in[k] and n_out[k]:
-                shapes[(k, k)] = ((2,) if k == "T2" else ()) + (n_out[k], n_in[k])
-                fans[(k, k)] = (2 if k == "T2" else 1) * n_in[k]
-        if n_in["T0"] and n_out["T2"]:
-            shapes[("T0", "T2")] = (n_out["T2"], n_in["T0"])
-            fans[("T0", "T2")] = n_in["T0"]
-        if n_in["T2"] and n_out["T0"]:
-            shapes[("T2", "T0")] = (n_out["T0"], n_in["T2"])
-            fans[("T2", "T0")] = n_in["T2"] * group.d
-        if self.finite:
-            order = group.order
-            if n_in["R"] and n_out["R"]:
-                shapes[("R", "R")] = (n_out["R"], n_in["R"], order)
-                fans[("R", "R")] = n_in["R"] * order
-            for k in _LIFTABLE:
-                size = rep_in.kind_size(k)
-                if n_in[k] and n_out["R"]:
-                    shapes[(k, "R")] = (n_out["R"], n_in[k], size)
-                    fans[(k, "R")] = n_in[k] * size
-                if n_in["R"] and n_out[k]:
-                    shapes[("R", k)] = (n_out[k], n_in["R"], size)
-                    fans[("R", k)] = n_in["R"] * order
-        total = {k: sum(f for (_, ko), f in fans.items() if ko == k) for k in KINDS}
-        self.paths = list(shapes)
-        for (ki, ko), shape in shapes.items():
-            w = torch.randn(shape) / math.sqrt(total[ko])
-            self.weights[f"{ki}_to_{ko}"] = nn.Parameter(w)
-
-        self.bias_t0 = nn.Parameter(torch.zeros(n_out["T0"])) if bias and n_out["T0"] else None
-        self.bias_r = nn.Parameter(torch.zeros(n_out["R"])) if bias and n_out["R"] else None
-
-        dtype = torch.get_default_dtype()
-        metric = group.metric
-        self.register_buffer("eta", metric.to(dtype), persistent=False)
-        self.register_buffer("eta_inv", torch.linalg.inv(metric).to(dtype), persistent=False)
-        d = group.d
-        swap = torch.arange(d * d).reshape(d, d).T.reshape(-1)
-        transpose_perm = torch.eye(d * d, dtype=dtype)[swap]
-        self.register_buffer("transpose_perm", transpose_perm, persistent=False)
-        if self.finite:
-            table = group.multiplication_table
-            inverse = torch.tensor([group.inverse_index(a) for a in range(group.order)])
-            self.register_buffer("conv_index", table[inverse], persistent=False)
-            for k in _LIFTABLE:
-                rho = rep_in.rho(k).to(dtype)
-                self.register_buffer(f"rho_{k}", rho, persistent=False)
-                self.register_buffer(f"rho_inv_{k}", rho[inverse], persistent=False)
-        self.register_buffer("inv_perm_in", rep_in.sort_inverse, persistent=False)
-        self.register_buffer("inv_perm_out", rep_out.sort_inverse, persistent=False)
-        # layouts already grouped by kind need no reordering of the dense matrix
-        self.sorted_in, self.sorted_out = rep_in.is_sorted, rep_out.is_sorted
+    @property
+    def _space(self):
+        """The module implementing this layer's weight space."""
+        return _linear_projected if self.projected else _linear_paths
 
     def reaches(self, kind: str) -> bool:
-        """Whether some path of this map ends in ``kind`` (else that output is constant)."""
+        """Whether some weight of this map ends in ``kind`` (else that output is constant)."""
         return any(ko == kind for _, ko in self.paths)
 
-    # ------------------------------------------------------------------------------------
-    def _path_matrix(self, ki: str, ko: str, w: torch.Tensor) -> torch.Tensor:
-        """Dense block ``(n_out * size_out, n_in * size_in)`` of one path."""
-        d = self.rep_in.group.d
-        if ki == ko and ki in ("T0", "T0p"):
-            return w
-        if ki == ko == "T1":
-            return torch.einsum("oc,ab->oacb", w, torch.eye(d, dtype=w.dtype, device=w.device))
-        if ki == ko == "T2":
-            eye = torch.eye(d * d, dtype=w.dtype, device=w.device)
-            return torch.einsum("oc,ab->oacb", w[0], eye) + torch.einsum(
-                "oc,ab->oacb", w[1], self.transpose_perm
-            )
-        if (ki, ko) == ("T0", "T2"):
-            return torch.einsum("oc,a->oac", w, self.eta_inv.reshape(-1))
-        if (ki, ko) == ("T2", "T0"):
-            return torch.einsum("oc,a->oca", w, self.eta.T.reshape(-1))
-        if ki == ko == "R":
-            return w[:, :, self.conv_index].permute(0, 2, 1, 3)
-        if ko == "R":
-            return torch.einsum("oca,hab->ohcb", w, getattr(self, f"rho_inv_{ki}"))
-        return torch.einsum("hab,ocb->oach", getattr(self, f"rho_{ko}"), w)
-
     def matrix(self) -> torch.Tensor:
-        """The full map as a dense ``(rep_out.dim, rep_in.dim)`` matrix in the flat layout."""
-        ref = self.eta
-        rows = []
-        for ko in KINDS:
-            n_o = self.rep_out.count(ko)
-            if not n_o:
-                continue
-            size_o = self.rep_out.kind_size(ko)
-            row = []
-            for ki in KINDS:
-                n_i = self.rep_in.count(ki)
-                if not n_i:
-                    continue
-                size_i = self.rep_in.kind_size(ki)
-                if (ki, ko) in self.paths:
-                    block = self._path_matrix(ki, ko, self.weights[f"{ki}_to_{ko}"])
-                    block = block.reshape(n_o * size_o, n_i * size_i)
-                else:
-                    block = ref.new_zeros(n_o * size_o, n_i * size_i)
-                row.append(block)
-            rows.append(torch.cat(row, dim=1) if row else ref.new_zeros(n_o * size_o, 0))
-        if not rows:
-            return ref.new_zeros(0, self.rep_in.dim)
-        w = torch.cat(rows, dim=0)
-        if not self.sorted_out:
-            w = w[self.inv_perm_out]
-        return w if self.sorted_in else w[:, self.inv_perm_in]
+        """The map as a dense ``(rep_out.dim, rep_in.dim)`` matrix in the flat layout."""
+        dense = self.eta.new_zeros(self.rep_out.dim, self.rep_in.dim)
+        order_out, order_in = self.rep_out.kind_indices, self.rep_in.kind_indices
+        for ki, ko in self.paths:
+            block = self._space.block(self, ki, ko).to(dense.dtype)
+            dense[order_out[ko][:, None], order_in[ki][None, :]] = block
+        return dense
 
     def bias_vector(self) -> torch.Tensor | None:
-        """The bias in the flat output layout, or None without bias parameters."""
-        if self.bias_t0 is None and self.bias_r is None:
+        """The bias ``(rep_out.dim,)`` in the flat layout, or None without bias parameters."""
+        values = self._space.bias_values(self)
+        if values is None:
             return None
-        parts = {}
-        for k in KINDS:
-            n = self.rep_out.count(k)
-            if n:
-                parts[k] = self.eta.new_zeros(ops.part_shape(k, n, self.rep_out.group))
-        if self.bias_t0 is not None:
-            parts["T0"] = self.bias_t0
-        if self.bias_r is not None:
-            parts["R"] = ops.regular_broadcast(self.bias_r, self.rep_out.group.order)
-        return ops.join(parts, self.rep_out)
-
-    def _run_path(self, ki: str, ko: str, w: torch.Tensor, p: torch.Tensor, lead: int):
-        """One path applied to the part ``p`` ``(*lead, n_in, *fibre)``."""
-        linear = nn.functional.linear
-        if ki == ko and ki in ("T0", "T0p"):
-            return linear(p, w)
-        if ki == ko == "T1":
-            return linear(p.transpose(-1, -2), w).transpose(-1, -2)
-        if ki == ko == "T2":
-            y = linear(p.flatten(-2).transpose(-1, -2), w[0])
-            y = y + linear(p.transpose(-1, -2).flatten(-2).transpose(-1, -2), w[1])
-            return y.transpose(-1, -2).unflatten(-1, p.shape[-2:])
-        if (ki, ko) == ("T0", "T2"):
-            return linear(p, w)[..., None, None] * self.eta_inv
-        if (ki, ko) == ("T2", "T0"):
-            return linear(ops.trace(p, self.eta), w)
-        n_o = self.rep_out.count(ko)
-        block = self._path_matrix(ki, ko, w)
-        block = block.reshape(n_o * self.rep_out.kind_size(ko), -1)
-        y = linear(p.flatten(lead), block)
-        return y.reshape(*p.shape[:lead], *ops.part_shape(ko, n_o, self.rep_out.group))
-
-    def _forward_paths(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply ``y = W x + b``, path by path; shapes as in the class docstring."""
-        x = to_points(x, self.rep_in, self.domain)
-        lead = x.ndim - 1
-        parts = ops.split(x, self.rep_in)
-        out: dict[str, torch.Tensor] = {}
-        for ki, ko in self.paths:
-            y = self._run_path(ki, ko, self.weights[f"{ki}_to_{ko}"].to(x.dtype), parts[ki], lead)
-            out[ko] = y if ko not in out else out[ko] + y
-        for k in KINDS:
-            n = self.rep_out.count(k)
-            if n and k not in out:
-                shape = (*x.shape[:-1], *ops.part_shape(k, n, self.rep_out.group))
-                out[k] = x.new_zeros(shape)
-        if self.bias_t0 is not None:
-            out["T0"] = out["T0"] + self.bias_t0.to(x.dtype)
-        if self.bias_r is not None:
-            out["R"] = out["R"] + self.bias_r.to(x.dtype)[:, None]
-        return from_points(ops.join(out, self.rep_out), self.domain)
+        return values.new_zeros(self.rep_out.dim).index_put((self.bias_idx,), values)
 
     def dense_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The same map through :meth:`matrix` and :meth:`bias_vector` (a slow reference)."""
@@ -310,13 +209,19 @@ class EquivariantLinear(TypedModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply ``y = W x + b``; shapes as in the class docstring.
 
-        Many points (grids, or more than ``DENSE_MIN_POINTS`` feature vectors): one dense
-        matrix product, a 1x1 convolution; few points: path by path, with fewer operations
-        for T1/T2 channels. Both compute the same map.
+        Projected weights: on grids kind block by kind block (cheap ``"mean"`` mixing), on
+        points one dense matrix product. Paths: path by path for few points (fewer
+        operations for T1/T2 channels); one dense matrix product on grids and for more than
+        ``DENSE_MIN_POINTS`` feature vectors. All compute the same map.
         """
-        if self.domain == "grid" or x.numel() > DENSE_MIN_POINTS * max(self.rep_in.dim, 1):
+        if self.projected and self.domain == "grid":
+            self.rep_in.check(x, "x", grid=True)
+            return _linear_projected.grid_forward(self, x)
+        if (self.projected or self.domain == "grid"
+                or x.numel() > DENSE_MIN_POINTS * max(self.rep_in.dim, 1)):
             return self.dense_forward(x)
-        return self._forward_paths(x)
+        return _linear_paths.forward(self, x)
 
     def extra_repr(self) -> str:
-        return f"{self.rep_in} -> {self.rep_out}, domain={self.domain!r}"
+        regular = f", regular={self.regular!r}" if ("R", "R") in self.paths else ""
+        return f"{self.rep_in} -> {self.rep_out}, domain={self.domain!r}{regular}"

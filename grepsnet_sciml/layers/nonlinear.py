@@ -6,7 +6,8 @@
   through a pointwise function (``sigma(g v) != g sigma(v)``). A pseudo-scalar ``p`` gated by
   an invariant stays a pseudo-scalar (``p -> det(g) p`` commutes with ``p * s``).
 
-:class:`NormActivation` gates each channel by its own invariant norm;
+:class:`NormActivation` gates each channel by its own invariant norm, on points and on grid
+fields alike (the one activation of the point and grid stacks);
 :class:`GatedActivation` by extra T0 gate channels appended to the input (e3nn's Gate).
 
 Examples
@@ -17,6 +18,10 @@ Examples
 >>> act = NormActivation(Reps("2xT0 + T1", O(3)))
 >>> act(torch.randn(4, 5)).shape
 torch.Size([4, 5])
+>>> from grepsnet_sciml.groups import D4
+>>> act = NormActivation(Reps("T0p + 2xR", D4()), domain="grid")
+>>> act(torch.randn(2, 17, 8, 8)).shape
+torch.Size([2, 17, 8, 8])
 >>> gate = GatedActivation(Reps("2xT0 + T1 + T2", O(3)))
 >>> gate.rep_in
 Reps('2xT0 + T1 + T2 + 2xT0', O(3))
@@ -71,46 +76,89 @@ def invariant_norms(kind: str, x: torch.Tensor, metric: torch.Tensor, eps: float
 class NormActivation(TypedModule):
     """Pointwise ``sigma`` on T0 and R; norm gating on T0p, T1 and T2.
 
-    ``x_c -> x_c * sigmoid(||x_c|| + b_c)`` for each non-scalar channel ``c``, with
-    ``||.||`` the invariant norm of :func:`invariant_norms` and a learned bias ``b_c``.
+    ``x_c -> x_c * sigmoid(||x_c|| - t_c)`` for each non-scalar channel ``c``, with
+    ``||x_c|| = sqrt(|q_c| + eps)`` its invariant norm (``q_c`` = ``p_c^2``,
+    ``v_c^T eta v_c`` or ``tr(M_c eta M_c^T eta)``; the sum of squares of the channel's
+    components for orthogonal groups) and a learned threshold ``t_c`` per channel (escnn's
+    ``n_sigmoid``). A pseudo-scalar gated by an invariant stays a pseudo-scalar.
 
     Parameters
     ----------
     reps : Reps
-        Input and output representation (``rep_in == rep_out``).
+        Input and output representation (``rep_in == rep_out``), over any group.
     activation : str
-        Pointwise function for T0 and R.
+        Pointwise function for T0 and R (:func:`activation_function`); GELU as G-FNO.
     domain : {"point", "grid"}
         Point features ``(..., dim)`` or fields ``(batch, dim, X, Y)``.
+    threshold : float
+        Initial value of every ``t_c``.
     eps : float
         Added under the square roots.
+
+    Attributes
+    ----------
+    threshold : torch.nn.Parameter or None
+        ``(n,)``, one per T0p, T1 and T2 channel in the order of ``reps.blocks``.
+
+    Raises
+    ------
+    ValueError
+        If ``reps`` is not a Reps, or ``activation`` or ``domain`` is unknown.
     """
 
     def __init__(
-        self, reps: Reps, activation: str = "silu", domain: str = "point", eps: float = 1e-6
+        self,
+        reps: Reps,
+        activation: str = "gelu",
+        domain: str = "point",
+        threshold: float = 0.5,
+        eps: float = 1e-12,
     ):
         super().__init__()
+        if not isinstance(reps, Reps):
+            raise ValueError(f"reps: expected a Reps such as Reps('4xT0 + 2xT1', D4()), "
+                             f"got {reps!r}")
         self.rep_in = self.rep_out = reps
         self.domain = check_domain(domain)
         self.act = activation_function(activation)
-        self.eps = eps
-        self.bias = nn.ParameterDict(
-            {k: nn.Parameter(torch.zeros(reps.count(k))) for k in _GATED if reps.count(k)}
+        self.eps = float(eps)
+        n_gated = sum(b.mult for b in reps.blocks if b.kind in _GATED)
+        self.threshold = (
+            nn.Parameter(torch.full((n_gated,), float(threshold))) if n_gated else None
         )
-        self.register_buffer(
-            "eta", reps.group.metric.to(torch.get_default_dtype()), persistent=False
-        )
+        metric = reps.group.metric
+        self.euclidean = torch.equal(metric, torch.eye(len(metric), dtype=metric.dtype))
+        self.register_buffer("eta", metric.to(torch.get_default_dtype()), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = ops.split(to_points(x, self.rep_in, self.domain), self.rep_in)
-        out = {}
-        for kind, p in parts.items():
-            if kind in ("T0", "R"):
-                out[kind] = self.act(p)
+        """Apply the activation; ``(..., dim)`` points or ``(batch, dim, X, Y)`` fields."""
+        self.rep_in.check(x, "x", grid=self.domain == "grid")
+        if self.domain == "point":  # as fields (batch, dim) without grid axes
+            return self._fields(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+        return self._fields(x)
+
+    def _fields(self, x: torch.Tensor) -> torch.Tensor:
+        """Block by block on ``(batch, dim, *grid)``."""
+        b, grid = x.shape[0], x.shape[2:]
+        parts, c0 = [], 0
+        for block in self.rep_in.blocks:
+            xb = x[:, block.slice]
+            if block.kind not in _GATED:
+                parts.append(self.act(xb))
+                continue
+            v = xb.reshape(b, block.mult, block.size, *grid)
+            if self.euclidean or block.kind == "T0p":  # sum of squares of the components
+                norm = torch.sqrt(v.pow(2).sum(2, keepdim=True) + self.eps)
             else:
-                size = invariant_norms(kind, p, self.eta, self.eps)
-                out[kind] = ops.gate(torch.sigmoid(size + self.bias[kind]), p)
-        return from_points(ops.join(out, self.rep_out), self.domain)
+                fibre = v.movedim(2, -1)
+                if block.kind == "T2":
+                    fibre = fibre.unflatten(-1, self.eta.shape)
+                norm = invariant_norms(block.kind, fibre, self.eta.to(v.dtype), self.eps)
+                norm = norm.unsqueeze(2)
+            thr = self.threshold[c0 : c0 + block.mult].reshape(1, -1, 1, *([1] * len(grid)))
+            c0 += block.mult
+            parts.append((v * torch.sigmoid(norm - thr)).reshape(xb.shape))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
 
 class GatedActivation(TypedModule):

@@ -31,9 +31,11 @@ Examples
 >>> conv(torch.randn(5, 4, 16, 16)).shape
 torch.Size([5, 24, 16, 16])
 
-The layers live in private modules: the convolution in ``_spectral_conv``, the pointwise
-layers in ``_spectral_pointwise``, the Fourier block in ``_spectral_block`` and the spectral
-derivatives in ``_spectral_derivatives``.
+The layers live in private modules: the convolution in ``_spectral_conv``, the instance norm
+in ``_spectral_pointwise``, the Fourier block in ``_spectral_block`` and the spectral
+derivatives in ``_spectral_derivatives``. The pointwise linear map and activation on grids
+are :class:`~grepsnet_sciml.layers.EquivariantLinear` and
+:class:`~grepsnet_sciml.layers.NormActivation` with ``domain="grid"``.
 """
 
 from ._spectral_block import FourierBlock2d
@@ -48,21 +50,13 @@ from ._spectral_derivatives import (
     SpectralGradient,
     SpectralHessian,
 )
-from ._spectral_pointwise import (
-    EquivariantInstanceNorm2d,
-    EquivariantPointwise2d,
-    NormActivation2d,
-    count_free_parameters,
-    radial_channel,
-)
+from ._spectral_pointwise import EquivariantInstanceNorm2d, count_free_parameters, radial_channel
 
 __all__ = [
     "SpectralConv2d",
     "spectral_conv_reference",
     "FourierBlock2d",
-    "EquivariantPointwise2d",
     "EquivariantInstanceNorm2d",
-    "NormActivation2d",
     "SpectralGradient",
     "SpectralDivergence",
     "SpectralCurl",

@@ -30,12 +30,9 @@ import torch
 from torch import nn
 
 from ..groups import C4, D4
-from ..layers.spectral import (
-    EquivariantPointwise2d,
-    FourierBlock2d,
-    NormActivation2d,
-    count_free_parameters,
-)
+from ..layers.linear import EquivariantLinear
+from ..layers.nonlinear import NormActivation
+from ..layers.spectral import FourierBlock2d, count_free_parameters
 from ..reps import Reps
 
 __all__ = ["GFNO2d"]
@@ -108,14 +105,14 @@ class GFNO2d(nn.Module):
         self.rep_in = Reps(f"{in_channels}x{kind}", g)
         self.rep_out = Reps(f"{out_channels}x{kind}", g)
         hidden = Reps(f"{width}xR", g)
-        self.lift = EquivariantPointwise2d(self.rep_in, hidden, regular="conv")
+        self.lift = EquivariantLinear(self.rep_in, hidden, domain="grid", regular="conv")
         self.blocks = nn.ModuleList(
             FourierBlock2d(hidden, modes, "group", "conv", last=(i == n_layers - 1))
             for i in range(n_layers)
         )
-        self.project1 = EquivariantPointwise2d(hidden, hidden * 4, regular="conv")
-        self.project_act = NormActivation2d(hidden * 4)
-        self.project2 = EquivariantPointwise2d(hidden * 4, self.rep_out, regular="conv")
+        self.project1 = EquivariantLinear(hidden, hidden * 4, domain="grid", regular="conv")
+        self.project_act = NormActivation(hidden * 4, domain="grid")
+        self.project2 = EquivariantLinear(hidden * 4, self.rep_out, domain="grid", regular="conv")
 
     def n_free_parameters(self) -> int:
         """Dimension of the weight space (see ``count_free_parameters``)."""

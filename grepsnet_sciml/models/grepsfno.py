@@ -35,13 +35,9 @@ import torch
 from torch import nn
 
 from ..groups import group_from_string
-from ..layers.spectral import (
-    EquivariantPointwise2d,
-    FourierBlock2d,
-    NormActivation2d,
-    count_free_parameters,
-    radial_channel,
-)
+from ..layers.linear import EquivariantLinear
+from ..layers.nonlinear import NormActivation
+from ..layers.spectral import FourierBlock2d, count_free_parameters, radial_channel
 from ..reps import Reps
 
 __all__ = ["GRepsFNO2d", "reps_from_attrs"]
@@ -107,7 +103,7 @@ class GRepsFNO2d(nn.Module):
     hidden : Reps or str, optional
         Explicit hidden type (overrides ``width``/``channels``).
     regular_mixing : {"mean", "conv"}
-        Pointwise ``R -> R`` mixing (see :class:`EquivariantPointwise2d`).
+        Pointwise ``R -> R`` mixing (see :class:`~grepsnet_sciml.layers.EquivariantLinear`).
     spectral_mixing : {"shared", "group"}
         Spectral ``R -> R`` kernels (see :class:`~grepsnet_sciml.layers.spectral.SpectralConv2d`):
         one kernel shared by the copies (``|G| width^2`` products per mode) or G-FNO's group
@@ -205,16 +201,16 @@ class GRepsFNO2d(nn.Module):
             lift_in = lift_in + Reps(f"{self.n_invariants}xT0", g)
         if self.radial_embedding:
             lift_in = lift_in + Reps("T0", g)
-        self.lift = EquivariantPointwise2d(lift_in, hidden, regular=regular_mixing)
+        self.lift = EquivariantLinear(lift_in, hidden, domain="grid", regular=regular_mixing)
         self.blocks = nn.ModuleList(
             FourierBlock2d(hidden, modes, spectral_mixing, regular_mixing, last=(i == n_layers - 1),
                            pointwise=pointwise)
             for i in range(n_layers)
         )
         mid = _reaching(hidden, rep_out) * projection_ratio
-        self.project1 = EquivariantPointwise2d(hidden, mid, regular=regular_mixing)
-        self.project_act = NormActivation2d(mid)
-        self.project2 = EquivariantPointwise2d(mid, rep_out, regular=regular_mixing)
+        self.project1 = EquivariantLinear(hidden, mid, domain="grid", regular=regular_mixing)
+        self.project_act = NormActivation(mid, domain="grid")
+        self.project2 = EquivariantLinear(mid, rep_out, domain="grid", regular=regular_mixing)
 
     @classmethod
     def from_hparams(cls, hparams: dict) -> GRepsFNO2d:
@@ -264,10 +260,13 @@ class GRepsFNO2d(nn.Module):
 
 def _reaching(hidden: Reps, rep_out: Reps) -> Reps:
     """The blocks of ``hidden`` with a non-zero pointwise equivariant map to ``rep_out``
-    (e.g. under D4, T0 and T1 channels cannot feed a pseudo-scalar output pointwise)."""
+    (e.g. under D4, T0 and T1 channels cannot feed a pseudo-scalar output pointwise).
+
+    The probe layers draw their weights from the global RNG, like every layer of the model:
+    models built under one seed depend on these draws."""
     keep = [
         (b.mult, b.kind) for b in hidden.blocks
-        if EquivariantPointwise2d(Reps(b.kind, hidden.group), rep_out, bias=False).n_free
+        if EquivariantLinear(Reps(b.kind, hidden.group), rep_out, bias=False, regular="mean").n_free
     ]
     return Reps(keep, hidden.group) if keep else hidden
 
