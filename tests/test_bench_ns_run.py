@@ -163,3 +163,25 @@ def test_bench_refuses_foreign_or_wrong_data(runs, tmp_path, capsys):
     assert main(["bench", "ns", "--data", str(few), *common[:-4], "--n-test", "50"]) == 2
     assert "has 20 trajectories; expected at least 65" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_width_sweep_names_its_rows_and_merges_beside_the_matched_run(runs, tmp_path, capsys):
+    root, out = runs
+    assert main(["bench", "ns", "--protocol", "tiny", "--models", "GRepsFNO", "--width", "2",
+                 "--cache", str(root / "cache"), "--out", str(tmp_path / "w"),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    swept = json.loads((tmp_path / "w" / "ns_tiny_ns-sym.json").read_text())
+    (row,) = swept["rows"]
+    assert row["width"] == 2
+    assert row["config"].endswith("GRepsFNO_w2_seed0.toml")
+    assert load_config(row["config"]).model.width == 2
+    matched = next(r for r in out["a"]["rows"] if r["model"] == "GRepsFNO")
+    assert matched["width"] != 2 and row["parameters"] < matched["parameters"]
+    merged = ns.merge([root / "a" / "ns_tiny_ns-sym.json", tmp_path / "w" / "ns_tiny_ns-sym.json"],
+                      tmp_path / "m")
+    widths = [(e["model"], e["width"]) for e in merged["summary"] if e["model"] == "GRepsFNO"]
+    assert widths == [("GRepsFNO", matched["width"]), ("GRepsFNO", 2)]
+    with pytest.raises(ValueError, match="width: expected a positive integer or None, got 0"):
+        ns.run("tiny", "ns-sym", models=["FNO"], cache=root / "cache", out_dir=tmp_path,
+               progress=False, width=0)

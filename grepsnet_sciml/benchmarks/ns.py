@@ -411,10 +411,15 @@ def matched_width(name: str, p: Protocol, group: str, target: int,
     return best
 
 
-def widths(models, p: Protocol, group: str, forcing=None) -> tuple[dict, int]:
+def widths(models, p: Protocol, group: str, forcing=None,
+           width: int | None = None) -> tuple[dict, int]:
     """``({model: (width, parameters)}, target)``: G-FNO-p4's count matched, FNO the official,
-    the :data:`OWN_WIDTH` models at :data:`OWN_CHANNELS` real channels."""
+    the :data:`OWN_WIDTH` models at :data:`OWN_CHANNELS` real channels; every model at
+    ``width`` instead when it is given (a width sweep)."""
     target = real_parameter_count(_core(REFERENCE, p.reference_width, p, group))
+    if width is not None:
+        return {name: (width, real_parameter_count(_core(name, width, p, group, forcing)))
+                for name in models}, target
     out = {}
     for name in models:
         if name == REFERENCE:
@@ -592,7 +597,7 @@ def run_model(cfg: ExperimentConfig, name: str, p: Protocol, preset: str, stores
 def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=None,
         cache: Path | None = None, out_dir: Path = RESULTS, device: str = "cpu",
         threads: int = 1, progress: bool = True, data: Path | None = None,
-        **overrides) -> dict:
+        width: int | None = None, **overrides) -> dict:
     """Run the benchmark and write JSON, markdown, PNG and one TOML per row to ``out_dir``.
 
     Parameters
@@ -615,6 +620,9 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     data : Path, optional
         The user's data instead of generated (see :func:`prepare_data`); its path and
         sha256 go into the JSON.
+    width : int, optional
+        Hidden width of every model instead of the parameter-matched one (a width sweep:
+        the rows, configs and run folders are named ``<model>_w<width>_seed<seed>``).
     **overrides
         Settings of :data:`OVERRIDES` (``n_train``, ``t_in``, ``epochs``, ``valid_every``,
         ...) replacing the protocol's.
@@ -638,14 +646,18 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     group = repr(layout.group)
     dev = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     forcing = (layout.forcing, layout.forcing_amplitude) if layout.forcing else None
-    matched, target = widths(models, p, group, forcing)
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int)
+                              or width < 1):
+        raise ValueError(f"width: expected a positive integer or None, got {width!r}")
+    matched, target = widths(models, p, group, forcing, width)
     runs = cache / "runs" / f"ns_{protocol}_{preset}"
     rows = []
     for seed in seeds:
         for name in models:
+            stem = f"{name}_seed{seed}" if width is None else f"{name}_w{width}_seed{seed}"
             cfg = row_config(name, matched[name][0], p, preset, stores, seed,
-                             runs / f"{name}_seed{seed}", dev, progress)
-            toml = Path(out_dir) / "configs" / f"ns_{protocol}_{preset}" / f"{name}_seed{seed}.toml"
+                             runs / stem, dev, progress)
+            toml = Path(out_dir) / "configs" / f"ns_{protocol}_{preset}" / f"{stem}.toml"
             save_config(cfg, toml)
             row = run_model(cfg, name, p, preset, stores, long_factors)
             row["parameter_ratio"] = row["parameters"] / target
@@ -699,10 +711,10 @@ def merge(paths, out_dir: Path = RESULTS) -> dict:
             raise ValueError(f"paths: {path} differs from {paths[0]} in {list(keys)}; "
                              "expected runs of the same protocol and settings")
         for row in part["rows"]:
-            key = (row["model"], row["seed"])
+            key = (row["model"], row["width"], row["seed"])
             if key in seen:
-                raise ValueError(f"paths: model {row['model']!r} seed {row['seed']} appears "
-                                 "in more than one file")
+                raise ValueError(f"paths: model {row['model']!r} width {row['width']} seed "
+                                 f"{row['seed']} appears in more than one file")
             seen.add(key)
             rows.append(row)
     result = {**{k: first[k] for k in first if k not in ("rows", "summary", "files")},
@@ -713,18 +725,20 @@ def merge(paths, out_dir: Path = RESULTS) -> dict:
 
 
 def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
-                repeats: int = 5, out_dir: Path = RESULTS, threads: int = 1) -> dict:
+                repeats: int = 5, out_dir: Path = RESULTS, threads: int = 1,
+                width: int | None = None) -> dict:
     """Forward and forward+backward time per batch at matched parameters, side by side.
 
     No data or training: random inputs of the protocol's shape; the models are timed in
     turn within each of ``repeats`` rounds (so machine load affects them alike) and the
-    median is reported. Writes ``ns_timing_<protocol>_<preset>.{json,md}``.
+    median is reported. ``width`` sets every model's width instead of the matched one.
+    Writes ``ns_timing_<protocol>_<preset>.{json,md}``.
     """
     p = make_protocol(protocol, preset)
     torch.set_num_threads(threads)
     group = PRESET_GROUPS[preset]
     forcing = (FORCINGS[preset], 0.1)
-    matched, _ = widths(models, p, group, forcing)
+    matched, _ = widths(models, p, group, forcing, width)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)
@@ -787,11 +801,11 @@ _KEYS = ("parameters", "train_seconds_per_epoch", "forward_ms", "forward_backwar
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds of each reported number, per model."""
+    """Mean and standard deviation over seeds of each reported number, per model and width."""
     out = []
-    for name in dict.fromkeys(r["model"] for r in rows):
-        mine = [r for r in rows if r["model"] == name]
-        entry = {"model": name, "width": mine[0]["width"], "seeds": len(mine)}
+    for name, width in dict.fromkeys((r["model"], r["width"]) for r in rows):
+        mine = [r for r in rows if r["model"] == name and r["width"] == width]
+        entry = {"model": name, "width": width, "seeds": len(mine)}
         for key in _KEYS:
             values = [r[key] for r in mine if key in r]
             if values:

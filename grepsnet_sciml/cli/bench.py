@@ -98,7 +98,7 @@ def _run_ns(args: argparse.Namespace) -> int:
         return 0
     if args.timing_only:
         result = ns.time_models(args.protocol, args.preset, args.models, args.repeats,
-                                args.out, args.threads)
+                                args.out, args.threads, args.width)
         print(result["table"])
         return 0
     overrides = {key: getattr(args, key) for key in ns.OVERRIDES
@@ -114,7 +114,7 @@ def _run_ns(args: argparse.Namespace) -> int:
         return 0
     result = ns.run(args.protocol, args.preset, args.models, args.seeds, args.cache,
                     args.out, args.device, args.threads, not args.no_progress,
-                    data=args.data, **overrides)
+                    data=args.data, width=args.width, **overrides)
     print(ns.format_table(result["summary"]))
     for kind, path in result["files"].items():
         print(f"{kind}: {path}")
@@ -171,6 +171,9 @@ def _add_ns(subparsers) -> None:
     p.add_argument("--eval-every", dest="valid_every", type=_positive_int, default=None,
                    metavar="K", help="validate every K epochs (and after the last); best "
                    "checkpoint among those (default 1)")
+    p.add_argument("--width", type=_positive_int, default=None,
+                   help="hidden width of every model instead of the parameter-matched one "
+                   "(a width sweep; rows named <model>_w<width>_seed<seed>)")
     p.set_defaults(func=_run_ns)
 
 
