@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from grepsnet_sciml.datasets.contract import DatasetSpec
+from grepsnet_sciml.datasets.contract import DatasetSpec, source_of
 from grepsnet_sciml.groups import group_from_string
 from grepsnet_sciml.reps import Reps
 
@@ -47,7 +47,17 @@ from .registry import (
     resolve_auto,
 )
 from .rollout import rollout
-from .trainer import RESUME_APPLIED, Trainer, load_checkpoint, refuse_resume, resume_changes
+from .trainer import (
+    RESUME_APPLIED,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    refuse_resume,
+    resume_changes,
+)
+from .unroll import FieldLoss, uses_field_methods
+
+_TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 __all__ = ["model_from_dataset", "build_model", "make_datasets", "train", "load_model",
            "LoadedModel", "model_description", "check_modes"]
@@ -123,23 +133,57 @@ def _augment(cfg: ExperimentConfig, kind: str) -> str:
     return group
 
 
+def _check_field_only(train_cfg, kind: str) -> None:
+    """ValueError naming the first field-only training method ``train_cfg`` sets."""
+    used = uses_field_methods(train_cfg)
+    if used:
+        name = used[0]
+        raise ValueError(f"train.{name}: applies to field data only; got "
+                         f"{getattr(train_cfg, name)!r} for {kind} data (expected its default,"
+                         f" {_TRAIN_DEFAULTS[name]!r})")
+
+
+def _check_unroll_fits(steps: int, t_in: int, t_out: int, ds) -> None:
+    n_time = ds.sizes["time"]
+    if steps > 1 and t_in + steps * t_out > n_time:
+        most = (n_time - t_in) // t_out
+        raise ValueError(
+            f"train.unroll_steps: {steps} steps of t_out = {t_out} frames after t_in = {t_in} "
+            f"need windows of {t_in + steps * t_out} frames, but {source_of(ds)} has {n_time};"
+            f" expected unroll_steps <= {most}")
+
+
 def make_datasets(cfg: ExperimentConfig):
     """Training pairs and validation data: ``(kind, train_set, valid_ds, valid_idx)``.
 
     With an augmentation group (``data.augment`` or the model's) ``train_set`` is a
     :class:`GroupAugmented` over the :class:`~.data.FieldWindows` (``train_set.base``).
+    Field targets hold ``train.unroll_steps * data.t_out`` frames (the unrolled loss of
+    :mod:`~.unroll`; one step by default), so with ``K > 1`` fewer windows fit in each
+    trajectory: ``time - t_in - K t_out + 1`` per sample.
+
+    Raises
+    ------
+    ValueError
+        Particle data with a field-only training method set (``train.unroll_steps``,
+        ``train.unroll_curriculum``, ``train.pushforward``, ``train.input_noise``), or an
+        unrolled window longer than the trajectories; the message names the setting.
     """
     train_ds, train_idx, valid_ds, valid_idx = _split(cfg)
     kind = DatasetSpec.from_dataset(train_ds).kind
     d = cfg.data
     if kind == "field":
-        train_set = FieldWindows(train_ds, d.t_in, d.t_out, d.variables, samples=train_idx)
+        steps = cfg.train.unroll_steps
+        _check_unroll_fits(steps, d.t_in, d.t_out, train_ds)
+        train_set = FieldWindows(train_ds, d.t_in, d.t_out * steps, d.variables,
+                                 samples=train_idx)
         augment = _augment(cfg, kind)
         if augment:
             train_set = GroupAugmented(train_set, group_from_string(augment),
                                        torch.Generator().manual_seed(cfg.train.seed))
     else:
         _augment(cfg, kind)
+        _check_field_only(cfg.train, kind)
         train_set = ParticlePairs(train_ds, d.input_frames, d.delta, samples=train_idx,
                                   predict_velocity=d.predict_velocity)
     return kind, train_set, valid_ds, valid_idx
@@ -349,6 +393,12 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Calla
     The model is initialised after seeding torch with ``cfg.train.seed``, so the same
     config gives the same run.
 
+    Field runs that set ``train.unroll_steps``, ``train.unroll_curriculum``,
+    ``train.pushforward`` or ``train.input_noise`` train with the
+    :class:`~.unroll.FieldLoss` they ask for (``K`` forward passes per item, see
+    :mod:`~.unroll`); with all of them at their defaults the run is one-step teacher
+    forcing, exactly as before these options existed.
+
     Parameters
     ----------
     cfg : ExperimentConfig
@@ -390,8 +440,11 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Calla
                      "group": repr(train_set.rep_in[0].group)}
     meta = {"kind": kind, "experiment": config_to_dict(cfg), **meta_data,
             "model": model_description(cfg, model, kind)}
+    loss_step = None  # default: one-step teacher forcing, as Trainer alone trains
+    if kind == "field" and uses_field_methods(cfg.train):
+        loss_step = FieldLoss.from_config(train_set.layout, d.t_out, cfg.train)
     trainer = Trainer(model, train_set, cfg.train, valid_fn=valid_fn, meta=meta,
-                      callbacks=callbacks)
+                      callbacks=callbacks, loss_step=loss_step)
     history = trainer.fit(resume=resume, overwrite=overwrite)
     return trainer, history
 

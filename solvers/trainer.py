@@ -45,7 +45,8 @@ from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 from .losses import get_loss
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "save_atomic", "load_checkpoint",
-           "prepare_run_dir", "refuse_resume", "resume_changes", "RUN_MARKER", "RESUME_APPLIED"]
+           "prepare_run_dir", "refuse_resume", "resume_changes", "RUN_MARKER", "RESUME_APPLIED",
+           "RESUME_ADDED"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,16 @@ RUN_MARKER = "grepsnet-run.json"
 RUN_FILES = (RUN_MARKER, "last.pt", "best.pt", "metrics.jsonl")
 """Every file a training run writes (plus temporary ``.<name>.*.tmp`` siblings)."""
 RESUME_APPLIED = ("epochs", "lr", "weight_decay", "grad_clip", "time_budget_s", "progress",
-                  "device", "valid_every")
+                  "device", "valid_every", "input_noise")
 """Settings of :class:`TrainConfig` a resumed run may change: they are applied from then on.
-The others (``batch_size``, ``optimizer``, ``loss``, ``schedule``, ``seed``) define the run
-and a resume that changes them is refused."""
+The others (``batch_size``, ``optimizer``, ``loss``, ``schedule``, ``seed``,
+``unroll_steps``, ``unroll_curriculum``, ``pushforward``) define the run and a resume that
+changes them is refused (``unroll_steps`` also sets how many windows fit in the training
+trajectories, hence the length of an epoch and of the cosine schedule)."""
+RESUME_ADDED = {"valid_every": 1, "unroll_steps": 1, "unroll_curriculum": False,
+                "pushforward": False, "input_noise": 0.0}
+"""Settings added to :class:`TrainConfig` after checkpoints were first written, with the
+default value a checkpoint that lacks them was trained with."""
 
 
 @dataclass
@@ -108,6 +115,30 @@ class TrainConfig:
         budget spent), so a run of ``E`` epochs validates ``ceil(E / valid_every)`` times;
         ``best`` is chosen among those epochs. Metrics rows of the other epochs have no
         ``valid_error``. 1 (default): every epoch.
+    unroll_steps : int
+        Fields only: ``K``, the model steps of the unrolled training loss
+        (:mod:`~.unroll`). Training items carry ``K * t_out`` target frames (so fewer windows
+        fit in each trajectory), the model is applied ``K`` times, sliding the packed
+        window as a rollout does, and the loss is ``(1/K) sum_k loss(M^k(x), y_k)``. Costs
+        ``K`` forward passes per item and a backward pass through all of them (about ``K``
+        times the compute and activation memory of one-step training). 1 (default): one-step
+        teacher forcing, exactly as without the option.
+    unroll_curriculum : bool
+        Fields only, needs ``unroll_steps > 1``: epoch ``e`` (1-based) of ``E`` unrolls
+        ``1 + floor((e - 1) (unroll_steps - 1) / (E - 1))`` steps, from 1 at epoch 1 up to
+        ``unroll_steps`` at epoch ``E`` (a one-epoch run uses ``unroll_steps``); a resume
+        that changes ``epochs`` follows the new ``E`` from then on.
+    pushforward : bool
+        Fields only, needs ``unroll_steps > 1``: the pushforward trick (Brandstetter, Worrall
+        & Welling 2022): the first ``K - 1`` steps run without gradient (``torch.no_grad``)
+        and the loss is that of the last step's prediction only; ``K`` forward passes and
+        one backward pass per item.
+    input_noise : float
+        Fields only: during training, add i.i.d. Gaussian noise of standard deviation
+        ``input_noise * rms(x)`` (``rms`` over each sample's input window) to the input
+        window, not to the target; drawn from a generator seeded by ``seed`` and the step,
+        so runs are reproducible and resumable. Keeps equivariance in distribution. 0
+        (default): off.
     """
 
     out_dir: str = "runs/train"
@@ -124,6 +155,10 @@ class TrainConfig:
     schedule: str = "cosine"
     time_budget_s: float = 0.0
     valid_every: int = 1
+    unroll_steps: int = 1
+    unroll_curriculum: bool = False
+    pushforward: bool = False
+    input_noise: float = 0.0
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "valid_every"):
@@ -144,6 +179,26 @@ class TrainConfig:
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device: expected 'cpu', 'cuda' or 'auto', got {self.device!r}")
         get_loss(self.loss)
+        self._check_unroll()
+
+    def _check_unroll(self) -> None:
+        k = self.unroll_steps
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"unroll_steps: expected a positive integer (model steps of the "
+                             f"unrolled loss; 1: one-step training), got {k!r}")
+        for name in ("unroll_curriculum", "pushforward"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: expected true or false, got {value!r}")
+            if value and k == 1:
+                raise ValueError(f"{name}: needs unroll_steps > 1 (it changes how the "
+                                 f"unrolled steps train); got {name}=True with unroll_steps=1")
+        noise = self.input_noise
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (
+                math.isfinite(noise) and noise >= 0):
+            raise ValueError(f"input_noise: expected a finite number >= 0 (noise std relative "
+                             f"to the input rms; 0: off), got {noise!r}")
+        self.input_noise = float(noise)
 
 
 class TrainingDiverged(RuntimeError):
@@ -304,7 +359,7 @@ def resume_changes(stored: dict, config: TrainConfig) -> list[tuple[str, object,
     """
     now = dataclasses.asdict(config)
     # a setting added after the checkpoint was written had its default value then
-    added = {"valid_every": 1}
+    added = RESUME_ADDED
     return [(k, stored.get(k, added.get(k)), v) for k, v in now.items()
             if k != "out_dir" and stored.get(k, added.get(k)) != v]
 
@@ -338,6 +393,17 @@ class Trainer:
     callbacks : sequence of callable
         ``cb(trainer, epoch, batch, loss)`` after every optimizer step (tests use it to
         interrupt a run).
+    loss_step : callable, optional
+        ``loss_step(trainer, inputs, target) -> loss``, the scalar training loss of one
+        batch (already on ``trainer.device``), called in training mode; during the batch
+        ``trainer.epoch`` is the 0-based index of the epoch being trained and
+        ``trainer.step`` the number of optimizer steps taken before it. The model to call
+        is ``trainer.ddp_model``, the configured loss ``trainer.loss_fn``. Default: one
+        step, ``sum_i loss_fn(model(*inputs)_i, target_i)`` over the outputs
+        (:meth:`_loss`). The unrolled, pushforward and noisy field losses are
+        :class:`~.unroll.FieldLoss`: the ``unroll_*``, ``pushforward`` and ``input_noise``
+        settings of ``config`` act through it (:func:`~.experiment.train` builds it from
+        them); a Trainer given none trains one step whatever they say.
 
     Examples
     --------
@@ -351,7 +417,8 @@ class Trainer:
 
     def __init__(self, model: torch.nn.Module, train_set, config: TrainConfig,
                  valid_fn: Callable[[torch.nn.Module], float] | None = None,
-                 meta: dict | None = None, callbacks: Sequence[Callable] = ()):
+                 meta: dict | None = None, callbacks: Sequence[Callable] = (),
+                 loss_step: Callable[..., torch.Tensor] | None = None):
         if not isinstance(config, TrainConfig):
             raise ValueError(f"config: expected a TrainConfig, got {type(config).__name__}")
         if len(train_set) < config.batch_size:
@@ -360,6 +427,10 @@ class Trainer:
             )
         self.config, self.train_set = config, train_set
         self.valid_fn, self.meta, self.callbacks = valid_fn, dict(meta or {}), list(callbacks)
+        if loss_step is not None and not callable(loss_step):
+            raise ValueError(f"loss_step: expected a callable (trainer, inputs, target) -> "
+                             f"loss or None, got {type(loss_step).__name__}")
+        self.loss_step = loss_step
         self.distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.rank = torch.distributed.get_rank() if self.distributed else 0
         self.world = torch.distributed.get_world_size() if self.distributed else 1
@@ -509,6 +580,7 @@ class Trainer:
             yield torch.utils.data.default_collate(items)
 
     def _loss(self, inputs, target) -> torch.Tensor:
+        """The default loss of one batch: ``sum_i loss_fn(model(*inputs)_i, target_i)``."""
         out = self.ddp_model(*_as_tuple(inputs))
         return sum(self.loss_fn(p, y) for p, y in zip(_as_tuple(out), _as_tuple(target)))
 
@@ -572,7 +644,8 @@ class Trainer:
                        disable=not (cfg.progress and main), leave=False, unit="batch")
             for k, (inputs, target) in enumerate(bar):
                 inputs, target = _to(inputs, self.device), _to(target, self.device)
-                loss = self._loss(inputs, target)
+                loss = (self._loss(inputs, target) if self.loss_step is None
+                        else self.loss_step(self, inputs, target))
                 value = self._global_mean(loss)
                 if not math.isfinite(value):
                     bar.close()
