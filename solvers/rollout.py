@@ -368,8 +368,9 @@ def _fields(model, state, n_steps, layout, limit, store, chunk, step_time, devic
     start_time, coords, attrs = store_info
     attrs = {**attrs, "group": repr(layout.group),
              "representations": json.dumps(dict(zip(layout.variables, layout.kinds)))}
-    sink = _Sink(layout.variables, dims, store, chunk, step_time or 1.0, start_time, coords,
-                 attrs)
+    # in memory the frames stay whole (one buffer); a store gets one array per variable
+    names = layout.variables if store is not None else ("frames",)
+    sink = _Sink(names, dims, store, chunk, step_time or 1.0, start_time, coords, attrs)
     done = 0
     while done < n_steps and guard.alive.any():
         idx = guard.alive.nonzero()[:, 0].to(device)

@@ -196,6 +196,27 @@ def test_rollout_streams_to_zarr_with_the_same_values(tmp_path):
         rollout(HeatModel(), frames, 2, layout=LAYOUT, store=store)
 
 
+def test_multi_variable_rollout_in_memory_equals_the_streamed_one(tmp_path):
+    """Vorticity and velocity frames (3 channels): whole frames in memory, one array per
+    variable in the store, the same values."""
+    layout = FieldLayout(("vorticity", "velocity"), ("T0p", "T1"), D4())
+    frames = torch.randn(2, 2, 3, 8, 8)
+
+    class Halve(torch.nn.Module):  # next frame = half the last one
+        def forward(self, x):
+            return layout.pack(0.5 * layout.unpack(x, 2)[:, -1:])
+
+    memory = rollout(Halve(), frames, 5, layout=layout)
+    assert memory.states.shape == (2, 5, 3, 8, 8)
+    torch.testing.assert_close(memory.states[:, -1], frames[:, -1] / 32, rtol=0, atol=0)
+    store = tmp_path / "roll.zarr"
+    rollout(Halve(), frames, 5, layout=layout, store=store, chunk=2)
+    ds = xr.open_zarr(store)
+    np.testing.assert_array_equal(ds.vorticity.values, memory.states[:, :, 0].numpy())
+    np.testing.assert_array_equal(ds.velocity.values,
+                                  memory.states[:, :, 1:].movedim(2, -1).numpy())
+
+
 def test_field_store_has_the_data_coordinates_absolute_times_and_attrs(tmp_path):
     data = toy_field_dataset(n_samples=5, n_time=6, n=8, dt=0.25)
     data = data.assign_coords(sample=np.arange(10, 15), time=data.time + 3.0)
