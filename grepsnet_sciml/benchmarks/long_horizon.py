@@ -1,0 +1,148 @@
+"""Long-horizon rollouts of trained NS surrogates against the solver: the issue's measures.
+
+Every checkpoint is rolled out ``n_steps`` model steps from the same test states as the
+dataset's numerical solver (:func:`~grepsnet_sciml.solvers.reference.navier_stokes_solver`),
+and :func:`~grepsnet_sciml.solvers.evaluate.evaluate_fields` scores them. Reported per
+model, at each horizon ``h`` of ``horizons`` (model steps; e.g. 10x and 100x the training
+horizon):
+
+- ``blow_ups``: samples whose rollout became non-finite (the blow-up guard) by ``h``;
+- ``energy_in_band``/``enstrophy_in_band``: the fraction of samples inside the solver's
+  stationary band (5th-95th percentile of the truth over every sample and the second half
+  of the ``n_steps`` rollout) at step ``h``, and the solver's own fraction;
+- ``spectrum_ratio_worst``: the shell spectrum ratio model/solver farthest from 1
+  (``1 <= |k| <= N/3``, as a factor) at step ``h``;
+- ``rel_l2``: the relative L2 error at step ``h`` (mean over samples);
+
+and ``correlation_time`` (median over samples, in the data's time units: the first time the
+correlation with the truth falls below 0.8). Writes ``ns_long_horizon.{json,md}`` and the
+energy/enstrophy-against-band figure ``ns_long_horizon_band.{png,json}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grepsnet_sciml._atomic import atomic_write_text
+
+__all__ = ["run"]
+
+
+def _at(values: np.ndarray, step: int) -> float:
+    return float(values[step - 1])
+
+
+def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
+        out_dir: Path = Path("benchmarks/results"), threads: int = 1) -> dict:
+    """Roll every checkpoint out beside the solver and write the tables and the figure.
+
+    Parameters
+    ----------
+    checkpoints : dict of str -> path
+        Display name -> checkpoint written by ``grepsnet train`` (all on the same data
+        layout and ``t_in``).
+    data : path
+        The test store the initial states come from (frames ``0 .. t_in - 1``).
+    n_steps : int
+        Model steps of every rollout (the largest horizon).
+    horizons : sequence of int
+        Steps at which the measures are read, each ``<= n_steps``.
+    n_samples : int
+        Test trajectories (the first ones of ``data``).
+    out_dir : Path
+    threads : int
+        Torch threads.
+
+    Returns
+    -------
+    dict
+        ``{"rows": [...], "files": {...}}``, one row per model and horizon.
+    """
+    from grepsnet_sciml.datasets.contract import DatasetSpec
+    from grepsnet_sciml.solvers import plots
+    from grepsnet_sciml.solvers.data import field_trajectories, open_dataset
+    from grepsnet_sciml.solvers.evaluate import evaluate_fields
+    from grepsnet_sciml.solvers.experiment import load_model
+    from grepsnet_sciml.solvers.reference import navier_stokes_solver
+    from grepsnet_sciml.solvers.rollout import rollout
+
+    horizons = [int(h) for h in horizons]
+    bad = [h for h in horizons if not 1 <= h <= n_steps]
+    if bad:
+        raise ValueError(f"horizons: {bad} outside 1..n_steps = {n_steps}")
+    if not checkpoints:
+        raise ValueError("checkpoints: expected at least one name -> checkpoint")
+    torch.set_num_threads(threads)
+    ds = open_dataset(data)
+    loaded = {name: load_model(path) for name, path in checkpoints.items()}
+    first = next(iter(loaded.values()))
+    t_in = first.config.data.t_in
+    frames = field_trajectories(ds, first.layout, list(range(min(n_samples,
+                                                                  ds.sizes["sample"]))),
+                                slice(0, t_in))
+    truth = navier_stokes_solver(ds, first.layout)(frames, n_steps)
+    step_time = float(DatasetSpec.from_dataset(ds).config.get("record_every", 1.0))
+    predictions = {}
+    for name, model in loaded.items():
+        if model.config.data.t_in != t_in:
+            raise ValueError(f"checkpoints: {name!r} takes t_in = {model.config.data.t_in} "
+                             f"frames, the first takes {t_in}; expected the same")
+        predictions[name] = rollout(model.model, frames, n_steps, layout=model.layout,
+                                    step_time=step_time).states
+    times = step_time * np.arange(1, n_steps + 1)
+    ev = evaluate_fields(predictions, truth, times=times,
+                         spectrum_times=[h - 1 for h in horizons])
+    rows = []
+    for name in predictions:
+        m = ev.sel(model=name)
+        blow = m.blow_up_time.values
+        for j, h in enumerate(horizons):
+            rows.append({
+                "model": name, "checkpoint": os.fspath(checkpoints[name]), "horizon": h,
+                "blow_ups": int(np.sum(blow <= times[h - 1])),
+                "energy_in_band": _at(m.energy_in_band.values, h),
+                "enstrophy_in_band": _at(m.enstrophy_in_band.values, h),
+                "solver_energy_in_band": _in_band(ev.energy_true.values[:, h - 1],
+                                                  ev.energy_band.values),
+                "spectrum_ratio_worst": float(m.spectrum_ratio_worst.values[j]),
+                "rel_l2": float(m.rel_l2.values[:, h - 1].mean()),
+                "correlation_time": float(np.median(m.correlation_time.values)),
+                "energy_mean": float(m.energy.values[:, h - 1].mean()),
+                "energy_mean_true": float(ev.energy_true.values[:, h - 1].mean()),
+            })
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure = plots.plot_field_band(ev, os.fspath(out_dir / "ns_long_horizon_band"))
+    result = {"data": os.fspath(data), "n_samples": int(frames.shape[0]), "n_steps": n_steps,
+              "step_time": step_time, "horizons": horizons,
+              "energy_band": ev.energy_band.values.tolist(),
+              "enstrophy_band": ev.enstrophy_band.values.tolist(), "rows": rows,
+              "files": {"json": os.fspath(out_dir / "ns_long_horizon.json"),
+                        "md": os.fspath(out_dir / "ns_long_horizon.md"), "png": figure}}
+    atomic_write_text(out_dir / "ns_long_horizon.json", json.dumps(result, indent=1))
+    atomic_write_text(out_dir / "ns_long_horizon.md", format_table(result))
+    return result
+
+
+def _in_band(values: np.ndarray, band: np.ndarray) -> float:
+    return float(np.mean((values >= band[0]) & (values <= band[-1])))
+
+
+def format_table(result: dict) -> str:
+    """Markdown table of :func:`run`'s rows."""
+    lines = ["| model | steps | blow-ups | energy in band (solver) | enstrophy in band | "
+             "worst spectrum ratio | rel. L2 | energy (solver) | correlation time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['horizon']} | {r['blow_ups']}/{result['n_samples']} | "
+            f"{r['energy_in_band']:.2f} ({r['solver_energy_in_band']:.2f}) | "
+            f"{r['enstrophy_in_band']:.2f} | {r['spectrum_ratio_worst']:.2f} | "
+            f"{r['rel_l2']:.2f} | {r['energy_mean']:.4f} ({r['energy_mean_true']:.4f}) | "
+            f"{r['correlation_time']:.1f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,73 @@
+"""``benchmarks.long_horizon``: two checkpoints beside the solver, measures read at each
+horizon agree with ``evaluate_fields`` on the same rollouts."""
+
+import json
+
+import numpy as np
+import pytest
+
+from grepsnet_sciml.benchmarks import long_horizon
+from grepsnet_sciml.cli import main
+from grepsnet_sciml.solvers.data import field_trajectories, open_dataset
+from grepsnet_sciml.solvers.evaluate import evaluate_fields
+from grepsnet_sciml.solvers.experiment import load_model
+from grepsnet_sciml.solvers.reference import navier_stokes_solver
+from grepsnet_sciml.solvers.rollout import rollout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from grepsnet_sciml.datasets import navier_stokes
+
+    root = tmp_path_factory.mktemp("long")
+    paths = {}
+    for split, n, seed in (("train", 5, 0), ("test", 3, 1)):
+        ds = navier_stokes.generate(n, "ns-sym", resolution=16, sim_resolution=16,
+                                    viscosity=1e-3, t_final=6.0, record_every=1.0, seed=seed,
+                                    progress=False)
+        paths[split] = root / f"{split}.zarr"
+        ds.to_zarr(paths[split], consolidated=False)
+    ckpts = {}
+    for name, model in (("FNO", 'name = "fno"\nmodes = 4\nwidth = 8'),
+                        ("GRepsFNO", 'name = "grepsfno"\nmodes = 4\nwidth = 1')):
+        config = root / f"{name}.toml"
+        config.write_text(f'[data]\ntrain = "{paths["train"]}"\nt_in = 2\n\n[model]\n{model}\n'
+                          'n_layers = 1\n\n[train]\nepochs = 1\nbatch_size = 4\n'
+                          'progress = false\n')
+        out = root / name
+        assert main(["train", str(config), "--train.out_dir", str(out)]) == 0
+        ckpts[name] = out / "best.pt"
+    return root, paths["test"], ckpts
+
+
+def test_measures_match_evaluate_fields_at_each_horizon(trained):
+    root, test, ckpts = trained
+    result = long_horizon.run(ckpts, test, n_steps=8, horizons=[2, 8], n_samples=2,
+                              out_dir=root / "out")
+    assert [(r["model"], r["horizon"]) for r in result["rows"]] == [
+        ("FNO", 2), ("FNO", 8), ("GRepsFNO", 2), ("GRepsFNO", 8)]
+    ds = open_dataset(test)
+    loaded = load_model(ckpts["GRepsFNO"])
+    frames = field_trajectories(ds, loaded.layout, [0, 1], slice(0, 2))
+    truth = navier_stokes_solver(ds, loaded.layout)(frames, 8)
+    pred = rollout(loaded.model, frames, 8, layout=loaded.layout).states
+    ev = evaluate_fields({"m": pred}, truth, times=np.arange(1.0, 9.0), spectrum_times=[1, 7])
+    row = result["rows"][3]
+    assert row["rel_l2"] == pytest.approx(float(ev.rel_l2.values[0, :, 7].mean()), rel=1e-6)
+    assert row["spectrum_ratio_worst"] == pytest.approx(
+        float(ev.spectrum_ratio_worst.values[0, 1]), rel=1e-6)
+    assert row["energy_mean_true"] == pytest.approx(float(ev.energy_true.values[:, 7].mean()),
+                                                    rel=1e-6)
+    assert row["blow_ups"] == 0 and 0 <= row["energy_in_band"] <= 1
+    saved = json.loads((root / "out" / "ns_long_horizon.json").read_text())
+    assert saved["rows"] == result["rows"]
+    assert (root / "out" / "ns_long_horizon_band.png").stat().st_size > 0
+    assert "| GRepsFNO | 8 | 0/2 |" in (root / "out" / "ns_long_horizon.md").read_text()
+
+
+def test_bad_horizons_and_empty_checkpoints_are_named(trained):
+    root, test, ckpts = trained
+    with pytest.raises(ValueError, match=r"horizons: \[20\] outside 1..n_steps = 8"):
+        long_horizon.run(ckpts, test, n_steps=8, horizons=[20], out_dir=root / "bad")
+    with pytest.raises(ValueError, match="checkpoints: expected at least one"):
+        long_horizon.run({}, test, n_steps=8, horizons=[8], out_dir=root / "bad")
