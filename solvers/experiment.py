@@ -49,15 +49,13 @@ from .registry import (
 from .rollout import rollout
 from .trainer import (
     RESUME_APPLIED,
-    TrainConfig,
     Trainer,
     load_checkpoint,
     refuse_resume,
     resume_changes,
+    train_defaults,
 )
 from .unroll import FieldLoss, uses_field_methods
-
-_TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 __all__ = ["model_from_dataset", "build_model", "make_datasets", "train", "load_model",
            "LoadedModel", "model_description", "check_modes"]
@@ -140,7 +138,7 @@ def _check_field_only(train_cfg, kind: str) -> None:
         name = used[0]
         raise ValueError(f"train.{name}: applies to field data only; got "
                          f"{getattr(train_cfg, name)!r} for {kind} data (expected its default,"
-                         f" {_TRAIN_DEFAULTS[name]!r})")
+                         f" {train_defaults()[name]!r})")
 
 
 def _check_unroll_fits(steps: int, t_in: int, t_out: int, ds) -> None:

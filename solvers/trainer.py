@@ -45,8 +45,8 @@ from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 from .losses import get_loss
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "save_atomic", "load_checkpoint",
-           "prepare_run_dir", "refuse_resume", "resume_changes", "RUN_MARKER", "RESUME_APPLIED",
-           "RESUME_ADDED"]
+           "prepare_run_dir", "refuse_resume", "resume_changes", "train_defaults", "RUN_MARKER",
+           "RESUME_APPLIED"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ The others (``batch_size``, ``optimizer``, ``loss``, ``schedule``, ``seed``,
 ``unroll_steps``, ``unroll_curriculum``, ``pushforward``) define the run and a resume that
 changes them is refused (``unroll_steps`` also sets how many windows fit in the training
 trajectories, hence the length of an epoch and of the cosine schedule)."""
-RESUME_ADDED = {"valid_every": 1, "unroll_steps": 1, "unroll_curriculum": False,
-                "pushforward": False, "input_noise": 0.0}
-"""Settings added to :class:`TrainConfig` after checkpoints were first written, with the
-default value a checkpoint that lacks them was trained with."""
 
 
 @dataclass
@@ -199,6 +195,11 @@ class TrainConfig:
             raise ValueError(f"input_noise: expected a finite number >= 0 (noise std relative "
                              f"to the input rms; 0: off), got {noise!r}")
         self.input_noise = float(noise)
+
+
+def train_defaults() -> dict:
+    """``{setting: default}`` of every :class:`TrainConfig` field."""
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 class TrainingDiverged(RuntimeError):
@@ -359,7 +360,7 @@ def resume_changes(stored: dict, config: TrainConfig) -> list[tuple[str, object,
     """
     now = dataclasses.asdict(config)
     # a setting added after the checkpoint was written had its default value then
-    added = RESUME_ADDED
+    added = train_defaults()
     return [(k, stored.get(k, added.get(k)), v) for k, v in now.items()
             if k != "out_dir" and stored.get(k, added.get(k)) != v]
 

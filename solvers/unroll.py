@@ -56,7 +56,6 @@ torch.Size([])
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ import numpy as np
 import torch
 
 from .data import FieldLayout
-from .trainer import TrainConfig
+from .trainer import TrainConfig, train_defaults
 
 __all__ = ["FieldLoss", "unrolled_loss", "add_input_noise", "noise_generator",
            "curriculum_steps", "uses_field_methods", "FIELD_METHODS"]
@@ -77,7 +76,7 @@ FIELD_METHODS = ("unroll_steps", "unroll_curriculum", "pushforward", "input_nois
 def uses_field_methods(config: TrainConfig) -> list[str]:
     """The settings of :data:`FIELD_METHODS` that ``config`` sets to a value other than
     its default (``unroll_steps`` 1, the others off), in that order."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults = train_defaults()
     return [name for name in FIELD_METHODS if getattr(config, name) != defaults[name]]
 
 
