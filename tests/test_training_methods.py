@@ -422,3 +422,28 @@ def test_grepsnet_train_with_unroll_pushforward_and_noise(ns_data, tmp_path, cap
     stored = load_checkpoint(out / "last.pt")["config"]
     assert (stored["unroll_steps"], stored["pushforward"], stored["input_noise"]) == (2, True,
                                                                                       0.01)
+
+
+@pytest.mark.parametrize("pushforward", [False, True])
+def test_unrolled_loss_is_invariant_under_every_d4_element(pushforward):
+    """An equivariant model gives an unrolled loss with L(g.x, g.y) = L(x, y) for all 8
+    elements of D4 acting on the grid (vorticity T0p), float64."""
+    from grepsnet_sciml import Reps
+    from grepsnet_sciml.models import GRepsFNO2d
+
+    torch.manual_seed(0)
+    layout = FieldLayout(("vorticity",), ("T0p",), D4())
+    t_in, steps = 2, 3
+    model = GRepsFNO2d(layout.reps(t_in), layout.reps(1), width=1, modes=3,
+                       n_layers=1).double()
+    x = torch.randn(2, t_in, 8, 8, dtype=torch.float64)
+    y = torch.randn(2, steps, 8, 8, dtype=torch.float64)
+    rep_x, rep_y = Reps(f"{t_in}xT0p", D4()), Reps(f"{steps}xT0p", D4())
+    for loss in ("mse", "relative_l2"):
+        ref = unrolled_loss(model, x, y, layout=layout, t_out=1, steps=steps,
+                            loss_fn=get_loss(loss), pushforward=pushforward)
+        for g in range(D4().order):
+            moved = unrolled_loss(model, rep_x.act(g, x, grid=True), rep_y.act(g, y, grid=True),
+                                  layout=layout, t_out=1, steps=steps, loss_fn=get_loss(loss),
+                                  pushforward=pushforward)
+            assert float((abs(moved - ref) / ref).detach()) < 1e-10, (loss, g)
