@@ -6,7 +6,8 @@ Usage::
     python benchmarks/ns_long_horizon.py --data TEST_STORE --steps 1000 --horizons 100 1000 \\
         GRepsFNO=runs/.../GRepsFNO_seed0/best.pt GFNO-p4=runs/.../GFNO-p4_seed0/best.pt
 
-writes ``benchmarks/results/ns_long_horizon.{json,md}`` and ``ns_long_horizon_band.{png,json}``.
+writes ``benchmarks/results/ns_long_horizon.{json,md}`` and ``ns_long_horizon_band.{png,json}``
+(``--stem NAME`` for other names).
 """
 
 import argparse
@@ -25,10 +26,12 @@ if __name__ == "__main__":
                         help="steps at which to read the measures (default: --steps)")
     parser.add_argument("--samples", type=int, default=16, help="test trajectories (16)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--stem", default="ns_long_horizon",
+                        help="output file names <stem>.{json,md}, <stem>_band.{png,json}")
     args = parser.parse_args()
     pairs = [c.split("=", 1) for c in args.checkpoints]
     if any(len(p) != 2 for p in pairs):
         parser.error(f"checkpoints: expected NAME=CHECKPOINT pairs, got {args.checkpoints}")
     result = run(dict(pairs), args.data, args.steps, args.horizons or [args.steps],
-                 args.samples, args.out)
+                 args.samples, args.out, stem=args.stem)
     print(format_table(result))

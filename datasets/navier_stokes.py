@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -106,8 +107,14 @@ class NavierStokesConfig:
         or ``A (cos 4 pi x + cos 4 pi y)``); it does not change the declared symmetry.
     t_final, record_every : float
         Frames at ``t = record_every, 2 record_every, ..., t_final``.
+    t_start : float
+        Burn-in: only the frames at ``t > t_start`` are stored (a multiple of
+        ``record_every`` below ``t_final``; ``0``: all). The flow is simulated from ``t = 0``
+        either way, so the stored frames equal the last ones of a run without burn-in.
+        A burn-in of a few hundred time units puts the frames on the forced flow's
+        attractor (its statistically stationary state) instead of the spin-up.
     include_initial : bool
-        Also store the initial field at ``t = 0`` as the first frame.
+        Also store the initial field at ``t = 0`` as the first frame (needs ``t_start = 0``).
     scheme : {"fast", "fno"}
         Time integrator (see :class:`NavierStokes2D`).
     dt : float or None
@@ -131,6 +138,7 @@ class NavierStokesConfig:
     forcing_amplitude: float = FORCING_AMPLITUDE
     t_final: float = 30.0
     record_every: float = 1.0
+    t_start: float = 0.0
     include_initial: bool = False
     scheme: str = "fast"
     dt: float | None = None
@@ -214,6 +222,26 @@ class NavierStokesConfig:
                 f"{divisor} such as {lower or upper} or {upper}"
             )
         record_count(self.t_final, self.record_every)
+        self.skipped_records()
+
+    def skipped_records(self) -> int:
+        """Records of the burn-in (``t <= t_start``), not stored; ValueError if ``t_start``
+        is not a multiple of ``record_every`` in ``[0, t_final)``."""
+        t0 = self.t_start
+        if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not (
+                math.isfinite(t0) and 0 <= t0 < self.t_final):
+            raise ValueError(f"t_start: expected a time in [0, t_final = {self.t_final}), "
+                             f"got {t0!r}")
+        if t0 == 0:
+            return 0
+        if self.include_initial:
+            raise ValueError(f"include_initial: True stores t = 0, which the burn-in "
+                             f"t_start = {t0} skips; expected include_initial=False")
+        n = round(t0 / self.record_every)
+        if abs(n * self.record_every - t0) > 1e-9 * t0:
+            raise ValueError(f"t_start: {t0!r} is not a multiple of record_every = "
+                             f"{self.record_every!r}; expected k * record_every")
+        return n
 
     @classmethod
     def from_json(cls, text: str) -> NavierStokesConfig:
@@ -382,6 +410,7 @@ def generate(
     forcing_amplitude=_UNSET,
     t_final=_UNSET,
     record_every=_UNSET,
+    t_start=_UNSET,
     include_initial=_UNSET,
     scheme=_UNSET,
     dt=_UNSET,
@@ -457,7 +486,7 @@ def generate(
         raise ValueError(f"preset: unknown preset {preset!r}; expected one of {list(PRESETS)}")
     given = {
         "resolution": resolution, "sim_resolution": sim_resolution, "viscosity": viscosity,
-        "forcing_amplitude": forcing_amplitude, "t_final": t_final,
+        "forcing_amplitude": forcing_amplitude, "t_final": t_final, "t_start": t_start,
         "record_every": record_every, "include_initial": include_initial, "scheme": scheme,
         "dt": dt, "cfl": cfl, "cfl_max": cfl_max, "velocity": velocity,
     }
@@ -518,7 +547,8 @@ def _simulate(config, forcing_array, n_samples, seed, first_sample, initial_cond
         ic_text = f"user array sha256:{_sha256(w0_all)}"
 
     n_records = record_count(config.t_final, config.record_every)
-    times = [k * config.record_every for k in range(1, n_records + 1)]
+    skip = config.skipped_records()
+    times = [k * config.record_every for k in range(skip + 1, n_records + 1)]
     if config.include_initial:
         times = [0.0] + times
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
@@ -548,7 +578,7 @@ def _simulate(config, forcing_array, n_samples, seed, first_sample, initial_cond
                 config.include_initial, sample_offset=first_sample + start,
                 bar=_SampleReport(bar, count / config.t_final),
             )
-            for r, (_, w_hat) in enumerate(records):
+            for r, (_, w_hat) in enumerate(itertools.islice(records, skip, None)):
                 w = solver.to_physical(w_hat)[..., ::stride, ::stride]
                 vort[start:start + count, r] = w.cpu().numpy()
                 if vel is not None:

@@ -392,9 +392,10 @@ class GRepsNBodyConfig(_Validated):
         If given, inputs with another particle count are rejected.
     softening : float or None
         If given, edges also see ``1 / (|r_ij| + softening)`` and its square.
-    conserve_momentum : bool
+    conserve_momentum : bool or None
         Remove the mean predicted velocity change: total momentum conserved to round-off
-        (needs velocity outputs, ``data.predict_velocity``).
+        (needs velocity outputs, ``data.predict_velocity``). None (default): on exactly
+        when the model predicts velocities.
     """
 
     hidden: int = 64
@@ -407,7 +408,7 @@ class GRepsNBodyConfig(_Validated):
     charge_edges: bool = True
     n_particles: int | None = None
     softening: float | None = None
-    conserve_momentum: bool = False
+    conserve_momentum: bool | None = None
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {"graph": ("full", "knn", "radius")}
 

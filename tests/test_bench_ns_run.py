@@ -185,3 +185,42 @@ def test_width_sweep_names_its_rows_and_merges_beside_the_matched_run(runs, tmp_
     with pytest.raises(ValueError, match="width: expected a positive integer or None, got 0"):
         ns.run("tiny", "ns-sym", models=["FNO"], cache=root / "cache", out_dir=tmp_path,
                progress=False, width=0)
+
+
+def test_depth_sweep_names_its_rows_and_keeps_them_apart_in_the_summary(runs, tmp_path,
+                                                                       capsys):
+    root, out = runs
+    matched = next(r for r in out["a"]["rows"] if r["model"] == "GRepsFNO")
+    assert matched["n_layers"] == ns.PROTOCOLS["tiny"].n_layers
+    assert main(["bench", "ns", "--protocol", "tiny", "--models", "GRepsFNO", "--width",
+                 str(matched["width"]), "--layers", "1", "--cache", str(root / "cache"),
+                 "--out", str(tmp_path / "d"), "--no-progress"]) == 0
+    assert "| GRepsFNO | " in capsys.readouterr().out
+    (row,) = json.loads((tmp_path / "d" / "ns_tiny_ns-sym.json").read_text())["rows"]
+    assert row["n_layers"] == 1 and row["width"] == matched["width"]
+    assert row["config"].endswith(f"GRepsFNO_w{matched['width']}_L1_seed0.toml")
+    assert load_config(row["config"]).model.n_layers == 1
+    assert row["parameters"] < matched["parameters"]
+    merged = ns.merge([root / "a" / "ns_tiny_ns-sym.json", tmp_path / "d" / "ns_tiny_ns-sym.json"],
+                      tmp_path / "m")
+    depths = [(e["width"], e["n_layers"]) for e in merged["summary"] if e["model"] == "GRepsFNO"]
+    assert depths == [(matched["width"], matched["n_layers"]), (matched["width"], 1)]
+    table = (tmp_path / "m" / "ns_tiny_ns-sym.md").read_text()
+    assert f"| GRepsFNO | {matched['width']} | 1 |" in table
+    with pytest.raises(ValueError, match="n_layers: expected a positive integer or None"):
+        ns.run("tiny", "ns-sym", models=["FNO"], cache=root / "cache", out_dir=tmp_path,
+               progress=False, n_layers=0)
+
+
+def test_attractor_protocol_stores_frames_after_its_burn_in():
+    p = ns.PROTOCOLS["attractor"]
+    quick = ns.PROTOCOLS["quick"]
+    assert p.burn_in > 0 and quick.burn_in == 0
+    assert dataclasses_equal_but(p, quick, {"name", "burn_in"})
+
+
+def dataclasses_equal_but(a, b, fields) -> bool:
+    import dataclasses
+
+    return all(getattr(a, f.name) == getattr(b, f.name) for f in dataclasses.fields(a)
+               if f.name not in fields)

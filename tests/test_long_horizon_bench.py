@@ -71,3 +71,13 @@ def test_bad_horizons_and_empty_checkpoints_are_named(trained):
         long_horizon.run(ckpts, test, n_steps=8, horizons=[20], out_dir=root / "bad")
     with pytest.raises(ValueError, match="checkpoints: expected at least one"):
         long_horizon.run({}, test, n_steps=8, horizons=[8], out_dir=root / "bad")
+
+
+def test_stem_names_every_output_file(trained):
+    root, test, ckpts = trained
+    result = long_horizon.run({"FNO": ckpts["FNO"]}, test, n_steps=3, horizons=[3],
+                              n_samples=1, out_dir=root / "stem", stem="attractor")
+    names = sorted(p.name for p in (root / "stem").iterdir())
+    assert names == ["attractor.json", "attractor.md", "attractor_band.json",
+                     "attractor_band.png"]
+    assert result["files"]["md"].endswith("attractor.md")

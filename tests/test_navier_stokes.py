@@ -211,6 +211,14 @@ def test_chunking_and_batching_give_identical_data():
     assert _rel(other.vorticity.values[0], whole.vorticity.values[0]) > 0.1
 
 
+def test_burn_in_stores_the_last_frames_of_the_same_run():
+    whole = _small(2, seed=3, t_final=1.0)
+    burnt = _small(2, seed=3, t_final=1.0, t_start=0.5)
+    assert burnt.time.values.tolist() == [0.75, 1.0]
+    np.testing.assert_array_equal(burnt.vorticity.values, whole.vorticity.values[:, 2:])
+    assert ns.NavierStokesConfig.from_json(burnt.attrs["config"]).t_start == 0.5
+
+
 def test_random_field_statistics():
     n, samples = 32, 64
     w = gaussian_random_field(samples, n, seed=0)
@@ -285,6 +293,10 @@ def test_presets():
         (dict(initial_condition=np.full((16, 16), np.nan)), "initial_condition", "NaN"),
         (dict(forcing=np.zeros((8, 8))), "forcing", "(8, 8)"),
         (dict(scheme="fno", record_every=0.00015, t_final=0.0003), "record_every", "0.00015"),
+        (dict(t_start=0.3), "t_start", "0.3"),
+        (dict(t_start=0.5), "t_start", "0.5"),
+        (dict(t_start=-0.25), "t_start", "-0.25"),
+        (dict(t_start=0.25, include_initial=True), "include_initial", "0.25"),
     ],
 )
 def test_bad_input_is_refused(kwargs, argument, value):

@@ -230,7 +230,9 @@ def test_conserve_momentum_is_exact_and_keeps_equivariance(dtype):
         _, v_out = model(x, v, q)
     drift = (v_out.sum(1) - v.sum(1)).norm(dim=-1) / v.norm(dim=-1).sum(1)
     assert float(drift.max()) < (1e-14 if dtype == torch.float64 else 1e-6)
-    free = SMALL["GRepsNBody"](velocity_output=True).to(dtype)
+    assert SMALL["GRepsNBody"](velocity_output=True).conserve_momentum  # the default
+    assert not SMALL["GRepsNBody"]().conserve_momentum
+    free = SMALL["GRepsNBody"](velocity_output=True, conserve_momentum=False).to(dtype)
     free.load_state_dict(model.state_dict())
     with torch.no_grad():
         _, v_free = free(x, v, q)

@@ -15,3 +15,14 @@ def read_results(path) -> dict:
     if not isinstance(part, dict):
         raise ValueError(f"paths: {path} holds {type(part).__name__}; expected a results object")
     return part
+
+
+def variant(row: dict) -> tuple:
+    """``(model, width, n_layers)`` of a results row: the rows a mean over seeds joins."""
+    return row["model"], row["width"], row.get("n_layers")
+
+
+def variant_label(row: dict) -> str:
+    """``w<width>`` (and `` L<n_layers>`` when recorded), e.g. ``w6 L3``."""
+    label = f"w{row['width']}"
+    return label if row.get("n_layers") is None else f"{label} L{row['n_layers']}"

@@ -15,8 +15,9 @@ horizon):
 - ``rel_l2``: the relative L2 error at step ``h`` (mean over samples);
 
 and ``correlation_time`` (median over samples, in the data's time units: the first time the
-correlation with the truth falls below 0.8). Writes ``ns_long_horizon.{json,md}`` and the
-energy/enstrophy-against-band figure ``ns_long_horizon_band.{png,json}``.
+correlation with the truth falls below 0.8). Writes ``<stem>.{json,md}`` and the
+energy/enstrophy-against-band figure ``<stem>_band.{png,json}`` (``stem`` defaults to
+``ns_long_horizon``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _at(values: np.ndarray, step: int) -> float:
 
 
 def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
-        out_dir: Path = Path("benchmarks/results"), threads: int = 1) -> dict:
+        out_dir: Path = Path("benchmarks/results"), threads: int = 1,
+        stem: str = "ns_long_horizon") -> dict:
     """Roll every checkpoint out beside the solver and write the tables and the figure.
 
     Parameters
@@ -57,6 +59,8 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
     out_dir : Path
     threads : int
         Torch threads.
+    stem : str
+        File names: ``<stem>.{json,md}`` and ``<stem>_band.{png,json}``.
 
     Returns
     -------
@@ -117,15 +121,15 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
             })
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figure = plots.plot_field_band(ev, os.fspath(out_dir / "ns_long_horizon_band"))
+    figure = plots.plot_field_band(ev, os.fspath(out_dir / f"{stem}_band"))
     result = {"data": os.fspath(data), "n_samples": int(frames.shape[0]), "n_steps": n_steps,
               "step_time": step_time, "horizons": horizons,
               "energy_band": ev.energy_band.values.tolist(),
               "enstrophy_band": ev.enstrophy_band.values.tolist(), "rows": rows,
-              "files": {"json": os.fspath(out_dir / "ns_long_horizon.json"),
-                        "md": os.fspath(out_dir / "ns_long_horizon.md"), "png": figure}}
-    atomic_write_text(out_dir / "ns_long_horizon.json", json.dumps(result, indent=1))
-    atomic_write_text(out_dir / "ns_long_horizon.md", format_table(result))
+              "files": {"json": os.fspath(out_dir / f"{stem}.json"),
+                        "md": os.fspath(out_dir / f"{stem}.md"), "png": figure}}
+    atomic_write_text(out_dir / f"{stem}.json", json.dumps(result, indent=1))
+    atomic_write_text(out_dir / f"{stem}.md", format_table(result))
     return result
 
 

@@ -426,12 +426,21 @@ def trivial_predictors(pairs: ParticlePairs) -> dict:
     }
 
 
+_DRIFTS = {"energy_drift": "relative_energy_drift_median", "momentum_drift": "momentum_drift",
+           "angular_momentum_drift": "angular_momentum_drift"}
+"""Drifts of :func:`~grepsnet_sciml.solvers.evaluate.evaluate_particles` -> row keys."""
+
+
 def long_rollout(model, long: xr.Dataset, p: Protocol) -> dict:
     """Apply the 1000-step (x, v) predictor ``m`` times from frame ``input_frame``.
 
     Per horizon in ``p.horizons``: position MSE and mean ``|E_model - E_sim|`` over the
     trajectories the blow-up guard of :func:`rollout` kept, the share it stopped, and the
-    simulator's drift ``|E_sim(t) - E_sim(0)|``; energies with the split's potential.
+    simulator's drift ``|E_sim(t) - E_sim(0)|``; energies with the split's potential. Also
+    the share of trajectories with a particle escaped past ``|x| = 1000`` (or stopped), the
+    median relative energy drift ``|E_t - E_0| / |E_0|``, and the mean momentum and angular
+    momentum drifts ``||P_t - P_0||``, ``||L_t - L_0||`` over the kept trajectories, each
+    beside the simulator's own (``sim_*``).
     """
     softening = json.loads(long.attrs["config"])["softening"] or 0.0
     frames = [p.input_frame + 10 * m for m in range(max(p.horizons) + 1)]
@@ -455,6 +464,13 @@ def long_rollout(model, long: xr.Dataset, p: Protocol) -> dict:
         row = {"steps": 1000 * m, "diverged_fraction": float(1 - keep.mean()),
                "mse": None, "energy_error": None,
                "sim_energy_drift": float(np.mean(np.abs(e_sim[:, m] - e_sim[:, 0])))}
+        row["escaped"] = float(ev.escaped.sel(model="model").values[m])
+        for key, name in _DRIFTS.items():
+            reduce = np.median if key == "energy_drift" else np.mean
+            row[f"sim_{name}"] = float(reduce(np.abs(ev[f"{key}_true"].values[:, m])))
+            row[name] = None
+            if keep.any():
+                row[name] = float(reduce(np.abs(ev[key].sel(model="model").values[keep, m])))
         if keep.any():
             row["mse"] = float(mse[keep, m].mean())
             row["energy_error"] = float(np.mean(np.abs(e_model[keep, m] - e_sim[keep, m])))

@@ -8,6 +8,10 @@ Protocols (see ANCHORS.md, G-FNO section):
   checkpoint, 3 seeds). Sized for a GPU.
 - ``quick``: the same physics stored at 32x32 (simulated at 64), 200/50/50 trajectories,
   modes 8, 20 epochs, one seed; meant for 2 CPU cores.
+- ``attractor``: ``quick`` on the forced flow's attractor: every trajectory is simulated
+  for a burn-in of 100 time units before its frames are stored (the ``quick`` frames,
+  ``t = 1..20``, are the spin-up from random initial fields, whose energy is still
+  growing; long rollouts are measured against the stationary band of the attractor).
 - ``smoke``: ``quick`` sizes with 20/5/5 trajectories and 2 epochs (end-to-end check).
 - ``tiny``: a smoke test of the whole pipeline on tiny models (minutes).
 
@@ -85,7 +89,7 @@ from grepsnet_sciml.solvers.registry import build_core, get_model, model_config
 from grepsnet_sciml.solvers.rollout import rollout
 from grepsnet_sciml.solvers.trainer import TrainConfig, load_checkpoint
 
-from ._results import read_results
+from ._results import read_results, variant
 
 RESULTS = Path("benchmarks") / "results"
 """Default output folder (relative to the working directory: the repository root)."""
@@ -112,7 +116,8 @@ OVERRIDES = ("n_train", "n_valid", "n_test", "t_in", "steps", "epochs", "valid_e
 
 @dataclass(frozen=True)
 class Protocol:
-    """Sizes of one benchmark protocol (``valid_every``: validation cadence in epochs)."""
+    """Sizes of one benchmark protocol (``valid_every``: validation cadence in epochs;
+    ``burn_in``: simulated time before the first stored frame)."""
 
     name: str
     resolution: int
@@ -133,6 +138,7 @@ class Protocol:
     seeds: tuple = (0,)
     max_width: int = 64
     valid_every: int = 1
+    burn_in: float = 0.0
 
 
 PROTOCOLS = {
@@ -140,6 +146,8 @@ PROTOCOLS = {
                       steps={"ns-sym": 10, "ns": 20}, seeds=(0, 1, 2)),
     "quick": Protocol("quick", 32, 64, 200, 50, 50, modes=8, epochs=20,
                       steps={"ns-sym": 10, "ns": 10}),
+    "attractor": Protocol("attractor", 32, 64, 200, 50, 50, modes=8, epochs=20,
+                          steps={"ns-sym": 10, "ns": 10}, burn_in=100.0),
     "smoke": Protocol("smoke", 32, 64, 20, 5, 5, modes=8, epochs=2,
                       steps={"ns-sym": 10, "ns": 10}),
     "tiny": Protocol("tiny", 16, 32, 20, 5, 5, modes=4, epochs=2, steps={"ns-sym": 3, "ns": 3},
@@ -198,7 +206,8 @@ def _generated(p: Protocol, preset: str, cache: Path, seed: int, progress: bool)
         if not path.exists():  # an interrupted write resumes
             kwargs = {"preset": preset, "resolution": fine if split == "test_fine" else
                       p.resolution, "sim_resolution": p.sim_resolution,
-                      "t_final": float(frames), "record_every": 1.0, "progress": False}
+                      "t_final": p.burn_in + frames, "t_start": p.burn_in,
+                      "record_every": 1.0, "progress": False}
             generate_to_store(generate, path, n, seed=split_seed(seed, split.split("_")[0]),
                               kwargs=kwargs, progress=progress)
         _check_store(path, n, frames)
@@ -371,14 +380,16 @@ def real_parameter_count(model: nn.Module) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
 
 
-def _core(name: str, width: int, p: Protocol, group: str, forcing=None) -> nn.Module:
+def _core(name: str, width: int, p: Protocol, group: str, forcing=None,
+          n_layers: int | None = None) -> nn.Module:
     """The registry's model ``name`` at ``width`` for ``t_in`` vorticity frames over ``group``.
 
-    ``forcing``: the data's named forcing (see :func:`~grepsnet_sciml.solvers.registry.build_core`).
+    ``forcing``: the data's named forcing (see :func:`~grepsnet_sciml.solvers.registry.build_core`);
+    ``n_layers``: Fourier layers instead of the protocol's.
     """
     g = group_from_string(group)
     cfg = model_config(get_model(name).name, {"width": width, "modes": p.modes,
-                                              "n_layers": p.n_layers})
+                                              "n_layers": n_layers or p.n_layers})
     return build_core(cfg, Reps(f"{p.t_in}xT0p", g), Reps("T0p", g), forcing)
 
 
@@ -399,11 +410,11 @@ def official_fno2d_parameters(p: Protocol, width: int = 20) -> int:
 
 
 def matched_width(name: str, p: Protocol, group: str, target: int,
-                  forcing=None) -> tuple[int, int]:
+                  forcing=None, n_layers: int | None = None) -> tuple[int, int]:
     """The width whose parameter count is closest to ``target``, and that count."""
     best = None
     for width in range(2, p.max_width + 1):
-        count = real_parameter_count(_core(name, width, p, group, forcing))
+        count = real_parameter_count(_core(name, width, p, group, forcing, n_layers))
         if best is None or abs(count - target) < abs(best[1] - target):
             best = (width, count)
         if count > target:
@@ -412,13 +423,15 @@ def matched_width(name: str, p: Protocol, group: str, target: int,
 
 
 def widths(models, p: Protocol, group: str, forcing=None,
-           width: int | None = None) -> tuple[dict, int]:
+           width: int | None = None, n_layers: int | None = None) -> tuple[dict, int]:
     """``({model: (width, parameters)}, target)``: G-FNO-p4's count matched, FNO the official,
     the :data:`OWN_WIDTH` models at :data:`OWN_CHANNELS` real channels; every model at
-    ``width`` instead when it is given (a width sweep)."""
+    ``width`` instead when it is given (a width sweep). ``n_layers`` (a depth sweep) changes
+    the counted models, not the G-FNO-p4 reference."""
     target = real_parameter_count(_core(REFERENCE, p.reference_width, p, group))
     if width is not None:
-        return {name: (width, real_parameter_count(_core(name, width, p, group, forcing)))
+        return {name: (width, real_parameter_count(_core(name, width, p, group, forcing,
+                                                         n_layers)))
                 for name in models}, target
     out = {}
     for name in models:
@@ -426,23 +439,27 @@ def widths(models, p: Protocol, group: str, forcing=None,
             out[name] = (p.reference_width, target)
         elif name in OWN_WIDTH:
             width = max(1, OWN_CHANNELS // group_from_string(group).order)
-            out[name] = (width, real_parameter_count(_core(name, width, p, group, forcing)))
+            out[name] = (width, real_parameter_count(_core(name, width, p, group, forcing,
+                                                           n_layers)))
         elif name.startswith("FNO"):
-            out[name] = matched_width(name, p, group, official_fno2d_parameters(p), forcing)
+            out[name] = matched_width(name, p, group, official_fno2d_parameters(p), forcing,
+                                      n_layers)
         else:
-            out[name] = matched_width(name, p, group, target, forcing)
+            out[name] = matched_width(name, p, group, target, forcing, n_layers)
     return out, target
 
 
 def row_config(name: str, width: int, p: Protocol, preset: str, stores: dict, seed: int,
-               run_dir: Path, device: str = "cpu", progress: bool = True) -> ExperimentConfig:
+               run_dir: Path, device: str = "cpu", progress: bool = True,
+               n_layers: int | None = None) -> ExperimentConfig:
     """The experiment of one row: G-FNO's training settings, no normalization.
 
     Adam (``lr``, L2 ``weight_decay``), cosine schedule per batch, relative-L2 loss, one-step
     windows of the train store, ``best`` by the validation rollout over ``steps`` steps.
+    ``n_layers`` replaces the protocol's Fourier layers.
     """
     model = model_config(get_model(name).name, {"width": width, "modes": p.modes,
-                                                "n_layers": p.n_layers})
+                                                "n_layers": n_layers or p.n_layers})
     data = DataConfig(train=str(stores["train"]), valid=str(stores["valid"]), t_in=p.t_in,
                       t_out=1, valid_rollout_steps=p.steps[preset], normalize=False)
     train_cfg = TrainConfig(out_dir=str(run_dir), epochs=p.epochs, batch_size=p.batch_size,
@@ -567,6 +584,7 @@ def run_model(cfg: ExperimentConfig, name: str, p: Protocol, preset: str, stores
     core = model.core
     row = {
         "model": name, "seed": cfg.train.seed, "width": cfg.model.width,
+        "n_layers": cfg.model.n_layers,
         "parameters": real_parameter_count(core),
         "stored_parameters": sum(q.numel() * (2 if q.is_complex() else 1)
                                  for q in core.parameters()),
@@ -597,7 +615,7 @@ def run_model(cfg: ExperimentConfig, name: str, p: Protocol, preset: str, stores
 def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=None,
         cache: Path | None = None, out_dir: Path = RESULTS, device: str = "cpu",
         threads: int = 1, progress: bool = True, data: Path | None = None,
-        width: int | None = None, **overrides) -> dict:
+        width: int | None = None, n_layers: int | None = None, **overrides) -> dict:
     """Run the benchmark and write JSON, markdown, PNG and one TOML per row to ``out_dir``.
 
     Parameters
@@ -623,6 +641,9 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     width : int, optional
         Hidden width of every model instead of the parameter-matched one (a width sweep:
         the rows, configs and run folders are named ``<model>_w<width>_seed<seed>``).
+    n_layers : int, optional
+        Fourier layers of every model instead of the protocol's (a depth sweep: ``_L<n>``
+        is added to the names).
     **overrides
         Settings of :data:`OVERRIDES` (``n_train``, ``t_in``, ``epochs``, ``valid_every``,
         ...) replacing the protocol's.
@@ -646,17 +667,19 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     group = repr(layout.group)
     dev = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     forcing = (layout.forcing, layout.forcing_amplitude) if layout.forcing else None
-    if width is not None and (isinstance(width, bool) or not isinstance(width, int)
-                              or width < 1):
-        raise ValueError(f"width: expected a positive integer or None, got {width!r}")
-    matched, target = widths(models, p, group, forcing, width)
+    for key, value in (("width", width), ("n_layers", n_layers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{key}: expected a positive integer or None, got {value!r}")
+    matched, target = widths(models, p, group, forcing, width, n_layers)
     runs = cache / "runs" / f"ns_{protocol}_{preset}"
     rows = []
     for seed in seeds:
         for name in models:
-            stem = f"{name}_seed{seed}" if width is None else f"{name}_w{width}_seed{seed}"
+            stem = (name + ("" if width is None else f"_w{width}")
+                    + ("" if n_layers is None else f"_L{n_layers}") + f"_seed{seed}")
             cfg = row_config(name, matched[name][0], p, preset, stores, seed,
-                             runs / stem, dev, progress)
+                             runs / stem, dev, progress, n_layers)
             toml = Path(out_dir) / "configs" / f"ns_{protocol}_{preset}" / f"{stem}.toml"
             save_config(cfg, toml)
             row = run_model(cfg, name, p, preset, stores, long_factors)
@@ -711,10 +734,11 @@ def merge(paths, out_dir: Path = RESULTS) -> dict:
             raise ValueError(f"paths: {path} differs from {paths[0]} in {list(keys)}; "
                              "expected runs of the same protocol and settings")
         for row in part["rows"]:
-            key = (row["model"], row["width"], row["seed"])
+            key = (*variant(row), row["seed"])
             if key in seen:
-                raise ValueError(f"paths: model {row['model']!r} width {row['width']} seed "
-                                 f"{row['seed']} appears in more than one file")
+                raise ValueError(f"paths: model {row['model']!r} width {row['width']} "
+                                 f"layers {row.get('n_layers')} seed {row['seed']} appears in "
+                                 "more than one file")
             seen.add(key)
             rows.append(row)
     result = {**{k: first[k] for k in first if k not in ("rows", "summary", "files")},
@@ -726,26 +750,28 @@ def merge(paths, out_dir: Path = RESULTS) -> dict:
 
 def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
                 repeats: int = 5, out_dir: Path = RESULTS, threads: int = 1,
-                width: int | None = None) -> dict:
+                width: int | None = None, n_layers: int | None = None) -> dict:
     """Forward and forward+backward time per batch at matched parameters, side by side.
 
     No data or training: random inputs of the protocol's shape; the models are timed in
     turn within each of ``repeats`` rounds (so machine load affects them alike) and the
-    median is reported. ``width`` sets every model's width instead of the matched one.
+    median is reported. ``width`` sets every model's width instead of the matched one,
+    ``n_layers`` every model's Fourier layers instead of the protocol's.
     Writes ``ns_timing_<protocol>_<preset>.{json,md}``.
     """
     p = make_protocol(protocol, preset)
     torch.set_num_threads(threads)
     group = PRESET_GROUPS[preset]
     forcing = (FORCINGS[preset], 0.1)
-    matched, _ = widths(models, p, group, forcing, width)
+    matched, _ = widths(models, p, group, forcing, width, n_layers)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)
     built = {}
     for name in models:
         torch.manual_seed(0)
-        built[name] = (matched[name][0], _core(name, matched[name][0], p, group, forcing))
+        built[name] = (matched[name][0], _core(name, matched[name][0], p, group, forcing,
+                                               n_layers))
     samples = {name: [] for name in models}
     for _ in range(repeats):
         for name, (_, model) in built.items():
@@ -801,11 +827,12 @@ _KEYS = ("parameters", "train_seconds_per_epoch", "forward_ms", "forward_backwar
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds of each reported number, per model and width."""
+    """Mean and standard deviation over seeds of each reported number, per model, width and
+    depth (:func:`~._results.variant`)."""
     out = []
-    for name, width in dict.fromkeys((r["model"], r["width"]) for r in rows):
-        mine = [r for r in rows if r["model"] == name and r["width"] == width]
-        entry = {"model": name, "width": width, "seeds": len(mine)}
+    for key in dict.fromkeys(variant(r) for r in rows):
+        mine = [r for r in rows if variant(r) == key]
+        entry = {"model": key[0], "width": key[1], "n_layers": key[2], "seeds": len(mine)}
         for key in _KEYS:
             values = [r[key] for r in mine if key in r]
             if values:
@@ -817,12 +844,13 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def format_table(summary: list[dict]) -> str:
     """Markdown table of the summary."""
-    head = ("| model | width | params | s/epoch | fwd ms | fwd+bwd ms | act. MB | test % | "
-            "rot90 % | equiv. (declared) | equiv. (C4) | 2x % | 5x % | 2x res. % |")
-    lines = [head, "|" + "---|" * 14]
+    head = ("| model | width | layers | params | s/epoch | fwd ms | fwd+bwd ms | act. MB | "
+            "test % | rot90 % | equiv. (declared) | equiv. (C4) | 2x % | 5x % | 2x res. % |")
+    lines = [head, "|" + "---|" * 15]
     for e in summary:
         lines.append(
-            f"| {e['model']} | {e['width']} | {e['parameters']:.0f} | "
+            f"| {e['model']} | {e['width']} | {e.get('n_layers') or '-'} | "
+            f"{e['parameters']:.0f} | "
             f"{e['train_seconds_per_epoch']:.1f} | {e['forward_ms']:.1f} | "
             f"{e['forward_backward_ms']:.1f} | {e['activation_memory_mb']:.0f} | "
             f"{e['test_error']:.2f} ± {e['test_error_std']:.2f} | "

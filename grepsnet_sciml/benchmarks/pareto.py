@@ -23,7 +23,7 @@ import numpy as np
 
 from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 
-from ._results import read_results
+from ._results import read_results, variant, variant_label
 
 __all__ = ["OFFICIAL", "pareto_points", "write_pareto"]
 
@@ -37,7 +37,7 @@ per epoch from the anchors' run of the same protocol sizes on a 2-core CPU, one 
 
 
 def pareto_points(paths) -> list[dict]:
-    """One point per (model, width): mean and standard deviation over seeds.
+    """One point per (model, width, depth): mean and standard deviation over seeds.
 
     Parameters
     ----------
@@ -57,18 +57,19 @@ def pareto_points(paths) -> list[dict]:
             raise ValueError(f"paths: {path} has no 'rows'; expected a file written by "
                              "grepsnet_sciml.benchmarks.ns.run")
         for row in part["rows"]:
-            key = (row["model"], row["width"], row["seed"])
+            key = (*variant(row), row["seed"])
             if key in seen:
-                raise ValueError(f"paths: model {row['model']!r} width {row['width']} seed "
-                                 f"{row['seed']} appears in more than one file")
+                raise ValueError(f"paths: model {row['model']!r} width {row['width']} "
+                                 f"layers {row.get('n_layers')} seed {row['seed']} appears in "
+                                 "more than one file")
             seen.add(key)
             rows.append({**row, "source": str(path)})
     if not rows:
         raise ValueError("paths: expected results files with at least one row, got none")
     points = []
-    for model, width in dict.fromkeys((r["model"], r["width"]) for r in rows):
-        mine = [r for r in rows if r["model"] == model and r["width"] == width]
-        point = {"model": model, "width": width, "seeds": len(mine),
+    for key in dict.fromkeys(variant(r) for r in rows):
+        mine = [r for r in rows if variant(r) == key]
+        point = {"model": key[0], "width": key[1], "n_layers": key[2], "seeds": len(mine),
                  "parameters": float(np.mean([r["parameters"] for r in mine])),
                  "sources": sorted({r["source"] for r in mine})}
         for key, name in (("train_seconds_per_epoch", "seconds_per_epoch"),
@@ -112,7 +113,7 @@ def write_pareto(paths, out_dir, stem: str = "ns_pareto") -> dict:
                         if key == "seconds_per_epoch" else None,
                         marker="o", capsize=3, color=colors[model], label=model)
             for p in mine:
-                ax.annotate(f"w{p['width']}", (p[key], p["test_error"]), fontsize=7,
+                ax.annotate(variant_label(p), (p[key], p["test_error"]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         for name, ref in OFFICIAL.items():
             ax.scatter([ref[key]], [ref["test_error"]], marker="*", s=160, color="black",

@@ -98,7 +98,7 @@ def _run_ns(args: argparse.Namespace) -> int:
         return 0
     if args.timing_only:
         result = ns.time_models(args.protocol, args.preset, args.models, args.repeats,
-                                args.out, args.threads, args.width)
+                                args.out, args.threads, args.width, args.layers)
         print(result["table"])
         return 0
     overrides = {key: getattr(args, key) for key in ns.OVERRIDES
@@ -114,7 +114,7 @@ def _run_ns(args: argparse.Namespace) -> int:
         return 0
     result = ns.run(args.protocol, args.preset, args.models, args.seeds, args.cache,
                     args.out, args.device, args.threads, not args.no_progress,
-                    data=args.data, width=args.width, **overrides)
+                    data=args.data, width=args.width, n_layers=args.layers, **overrides)
     print(ns.format_table(result["summary"]))
     for kind, path in result["files"].items():
         print(f"{kind}: {path}")
@@ -129,7 +129,8 @@ def _add_ns(subparsers) -> None:
         description="Train every model at matched parameter counts on generated NS(-Sym) "
         "data and print test error, rotated test error, equivariance errors, long-rollout "
         "errors and timings; write ns_<protocol>_<preset>.{json,md,png} to --out. "
-        "Protocols: paper (G-FNO's, GPU), quick (2 CPU cores), smoke, tiny.")
+        "Protocols: paper (G-FNO's, GPU), quick (2 CPU cores), attractor (quick after a "
+        "burn-in onto the attractor), smoke, tiny.")
     p.add_argument("--protocol", default="quick", choices=list(PROTOCOLS),
                    help="sizes (default %(default)s)")
     p.add_argument("--preset", default="ns-sym", choices=list(PRESET_GROUPS),
@@ -174,6 +175,9 @@ def _add_ns(subparsers) -> None:
     p.add_argument("--width", type=_positive_int, default=None,
                    help="hidden width of every model instead of the parameter-matched one "
                    "(a width sweep; rows named <model>_w<width>_seed<seed>)")
+    p.add_argument("--layers", type=_positive_int, default=None,
+                   help="Fourier layers of every model instead of the protocol's (a depth "
+                   "sweep; _L<layers> is added to the row names)")
     p.set_defaults(func=_run_ns)
 
 

@@ -257,11 +257,12 @@ class GRepsNBody(ParticlePredictor):
     softening : float, optional
         If given, edges also see ``1 / (|r_ij| + softening)`` and its square (Coulomb-like
         radial features).
-    conserve_momentum : bool
+    conserve_momentum : bool, optional
         With ``velocity_output``: remove the mean of the predicted velocity changes,
         ``dv_i <- dv_i - mean_j dv_j``, so that the total momentum ``sum_i v_i`` (equal
-        masses) is conserved to round-off, as in an isolated system. The projection commutes
-        with rotations, reflections and permutations, so equivariance is kept.
+        masses) is conserved to round-off, as in an isolated system (Newton's third law).
+        The projection commutes with rotations, reflections and permutations, so
+        equivariance is kept. Default (None): on exactly when ``velocity_output``.
 
     Shapes
     ------
@@ -282,7 +283,7 @@ class GRepsNBody(ParticlePredictor):
         n_particles: int | None = None,
         velocity_output: bool = False,
         softening: float | None = None,
-        conserve_momentum: bool = False,
+        conserve_momentum: bool | None = None,
     ):
         super().__init__()
         for name, value in (("hidden", hidden), ("vectors", vectors), ("tensors", tensors),
@@ -300,6 +301,8 @@ class GRepsNBody(ParticlePredictor):
             for _ in range(n_layers)
         )
         self.velocity_output = bool(velocity_output)
+        if conserve_momentum is None:
+            conserve_momentum = self.velocity_output
         if conserve_momentum and not self.velocity_output:
             raise ValueError("conserve_momentum: needs velocity_output=True (the model "
                              "predicts no velocities otherwise)")
