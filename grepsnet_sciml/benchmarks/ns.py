@@ -202,7 +202,8 @@ def _generated(p: Protocol, preset: str, cache: Path, seed: int, progress: bool)
         sizes["test_fine"] = (p.n_test, p.t_in + p.steps[preset])
     stores = {}
     for split, (n, frames) in sizes.items():
-        path = cache / f"ns_{preset}_{p.name}_{split}_seed{seed}_n{n}_t{frames}.zarr"
+        burn = f"_b{p.burn_in:g}" if p.burn_in else ""
+        path = cache / f"ns_{preset}_{p.name}_{split}_seed{seed}_n{n}_t{frames}{burn}.zarr"
         if not path.exists():  # an interrupted write resumes
             kwargs = {"preset": preset, "resolution": fine if split == "test_fine" else
                       p.resolution, "sim_resolution": p.sim_resolution,
