@@ -213,8 +213,8 @@ def test_depth_sweep_names_its_rows_and_keeps_them_apart_in_the_summary(runs, tm
                progress=False, n_layers=0)
 
 
-def test_attractor_protocol_stores_frames_after_its_burn_in(tmp_path):
-    p = ns.PROTOCOLS["attractor"]
+def test_late_protocol_stores_frames_after_its_burn_in(tmp_path):
+    p = ns.PROTOCOLS["late"]
     assert p.burn_in > 0 and ns.PROTOCOLS["quick"].burn_in == 0
     tiny = ns.PROTOCOLS["tiny"]
     burnt = dataclasses.replace(tiny, burn_in=2.0)

@@ -76,8 +76,8 @@ def test_bad_horizons_and_empty_checkpoints_are_named(trained):
 def test_stem_names_every_output_file(trained):
     root, test, ckpts = trained
     result = long_horizon.run({"FNO": ckpts["FNO"]}, test, n_steps=3, horizons=[3],
-                              n_samples=1, out_dir=root / "stem", stem="attractor")
+                              n_samples=1, out_dir=root / "stem", stem="late")
     names = sorted(p.name for p in (root / "stem").iterdir())
-    assert names == ["attractor.json", "attractor.md", "attractor_band.json",
-                     "attractor_band.png"]
-    assert result["files"]["md"].endswith("attractor.md")
+    assert names == ["late.json", "late.md", "late_band.json",
+                     "late_band.png"]
+    assert result["files"]["md"].endswith("late.md")

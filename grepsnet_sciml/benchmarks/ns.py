@@ -8,10 +8,12 @@ Protocols (see ANCHORS.md, G-FNO section):
   checkpoint, 3 seeds). Sized for a GPU.
 - ``quick``: the same physics stored at 32x32 (simulated at 64), 200/50/50 trajectories,
   modes 8, 20 epochs, one seed; meant for 2 CPU cores.
-- ``attractor``: ``quick`` on the forced flow's attractor: every trajectory is simulated
-  for a burn-in of 100 time units before its frames are stored (the ``quick`` frames,
-  ``t = 1..20``, are the spin-up from random initial fields, whose energy is still
-  growing; long rollouts are measured against the stationary band of the attractor).
+- ``late``: ``quick`` later in the flow's life: every trajectory is simulated for a burn-in
+  of 100 time units before its frames are stored. The ``quick`` frames (``t = 1..20``) are
+  the start of the spin-up from random initial fields; the NS-Sym flow at ``nu = 1e-4`` is
+  not statistically stationary within 1000 time units (the solver's mean energy grows from
+  0.003 at ``t = 2`` to 0.010 at ``t = 100`` and 0.056 at ``t = 1000``, still rising), so
+  these frames are closer to the energies a long rollout meets, not on an attractor.
 - ``smoke``: ``quick`` sizes with 20/5/5 trajectories and 2 epochs (end-to-end check).
 - ``tiny``: a smoke test of the whole pipeline on tiny models (minutes).
 
@@ -146,8 +148,8 @@ PROTOCOLS = {
                       steps={"ns-sym": 10, "ns": 20}, seeds=(0, 1, 2)),
     "quick": Protocol("quick", 32, 64, 200, 50, 50, modes=8, epochs=20,
                       steps={"ns-sym": 10, "ns": 10}),
-    "attractor": Protocol("attractor", 32, 64, 200, 50, 50, modes=8, epochs=20,
-                          steps={"ns-sym": 10, "ns": 10}, burn_in=100.0),
+    "late": Protocol("late", 32, 64, 200, 50, 50, modes=8, epochs=20,
+                     steps={"ns-sym": 10, "ns": 10}, burn_in=100.0),
     "smoke": Protocol("smoke", 32, 64, 20, 5, 5, modes=8, epochs=2,
                       steps={"ns-sym": 10, "ns": 10}),
     "tiny": Protocol("tiny", 16, 32, 20, 5, 5, modes=4, epochs=2, steps={"ns-sym": 3, "ns": 3},

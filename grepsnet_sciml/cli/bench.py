@@ -129,8 +129,8 @@ def _add_ns(subparsers) -> None:
         description="Train every model at matched parameter counts on generated NS(-Sym) "
         "data and print test error, rotated test error, equivariance errors, long-rollout "
         "errors and timings; write ns_<protocol>_<preset>.{json,md,png} to --out. "
-        "Protocols: paper (G-FNO's, GPU), quick (2 CPU cores), attractor (quick after a "
-        "burn-in onto the attractor), smoke, tiny.")
+        "Protocols: paper (G-FNO's, GPU), quick (2 CPU cores), late (quick after a "
+        "burn-in of 100 time units), smoke, tiny.")
     p.add_argument("--protocol", default="quick", choices=list(PROTOCOLS),
                    help="sizes (default %(default)s)")
     p.add_argument("--preset", default="ns-sym", choices=list(PRESET_GROUPS),
