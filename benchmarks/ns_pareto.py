@@ -10,6 +10,7 @@ writes ``benchmarks/results/ns_pareto.{png,json}``.
 import sys
 from pathlib import Path
 
+from grepsnet_sciml.benchmarks._results import variant_label
 from grepsnet_sciml.benchmarks.pareto import write_pareto
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +21,7 @@ if __name__ == "__main__":
         sys.exit(0 if len(sys.argv) > 1 else 2)
     result = write_pareto(sys.argv[1:], ROOT / "benchmarks" / "results")
     for point in result["points"]:
-        print(f"{point['model']:>16} w{point['width']:<3} {point['test_error']:6.2f}% "
+        print(f"{point['model']:>16} {variant_label(point):<6} {point['test_error']:6.2f}% "
               f"± {point['test_error_std']:.2f}  {point['seconds_per_epoch']:6.1f} s/epoch  "
               f"{point['parameters']:9.0f} params  ({point['seeds']} seeds)")
     print(result["files"]["png"])

@@ -1,0 +1,78 @@
+"""Side-by-side cost of GRepsFNO variants (width, depth, projection ratio) against G-FNO-p4.
+
+Forward and forward+backward of one quick-protocol batch (20 windows of 10 frames, 32x32),
+every model timed in turn within each round so machine load affects them alike (as
+``grepsnet bench ns --timing-only``), one torch thread, the median over rounds. G-FNO-p4 runs
+at the bench's width (10), the reference of the ratios.
+
+Usage::
+
+    python benchmarks/ns_timing_variants.py [--repeats 20]
+
+writes ``benchmarks/results/ns_timing_variants.{json,md}``.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grepsnet_sciml import Reps
+from grepsnet_sciml._atomic import atomic_write_text
+from grepsnet_sciml.benchmarks.ns import make_protocol, real_parameter_count, timings
+from grepsnet_sciml.groups import D4
+from grepsnet_sciml.models import GFNO2d, GRepsFNO2d
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = {
+    "GRepsFNO w6 L4 (default)": {"width": 6},
+    "GRepsFNO w6 L3": {"width": 6, "n_layers": 3},
+    "GRepsFNO w6 L4 projection ratio 1": {"width": 6, "projection_ratio": 1},
+    "GRepsFNO w5 L4": {"width": 5},
+}
+
+
+def main(repeats: int) -> int:
+    torch.set_num_threads(1)
+    p = make_protocol("quick", "ns-sym")
+    g = D4()
+    built = {"GFNO-p4 w10 (reference)": GFNO2d(p.t_in, 1, width=p.reference_width,
+                                               modes=p.modes, n_layers=p.n_layers, group="p4")}
+    for label, options in VARIANTS.items():
+        torch.manual_seed(0)
+        built[label] = GRepsFNO2d(Reps(f"{p.t_in}xT0p", g), Reps("T0p", g), modes=p.modes,
+                                  **{"n_layers": p.n_layers, **options})
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
+    y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)
+    samples = {k: [] for k in built}
+    for _ in range(repeats):
+        for label, model in built.items():
+            samples[label].append(timings(model, x, y, repeats=1))
+    ref = float(np.median([s["forward_backward_ms"] for s in samples["GFNO-p4 w10 (reference)"]]))
+    rows = []
+    for label, model in built.items():
+        both = float(np.median([s["forward_backward_ms"] for s in samples[label]]))
+        rows.append({"model": label, "parameters": real_parameter_count(model),
+                     "forward_ms": float(np.median([s["forward_ms"] for s in samples[label]])),
+                     "forward_backward_ms": both, "ratio_to_gfno_p4": both / ref})
+    lines = ["| model | params | fwd ms | fwd+bwd ms | ratio to G-FNO-p4 |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['parameters']} | {r['forward_ms']:.0f} | "
+              f"{r['forward_backward_ms']:.0f} | {r['ratio_to_gfno_p4']:.2f} |" for r in rows]
+    out = ROOT / "benchmarks" / "results"
+    atomic_write_text(out / "ns_timing_variants.json", json.dumps(
+        {"repeats": repeats, "batch": p.batch_size, "threads": 1, "torch": torch.__version__,
+         "rows": rows}, indent=1))
+    atomic_write_text(out / "ns_timing_variants.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    sys.exit(main(parser.parse_args().repeats))
