@@ -26,3 +26,12 @@ def variant_label(row: dict) -> str:
     """``w<width>`` (and `` L<n_layers>`` when recorded), e.g. ``w6 L3``."""
     label = f"w{row['width']}"
     return label if row.get("n_layers") is None else f"{label} L{row['n_layers']}"
+
+
+def claim(seen: set, row: dict) -> None:
+    """Add the row's variant and seed to ``seen``; ValueError if another file had them."""
+    key = (*variant(row), row["seed"])
+    if key in seen:
+        raise ValueError(f"paths: model {row['model']!r} width {row['width']} layers "
+                         f"{row.get('n_layers')} seed {row['seed']} appears in more than one file")
+    seen.add(key)

@@ -560,12 +560,17 @@ def run(protocol: str = "quick", cache: Path = CACHE, out_dir: Path = RESULTS, d
     return results
 
 
-def _rollouts(p: Protocol, pairs: dict, long: xr.Dataset) -> dict:
-    """Train each model's (x, v) predictor on ``pairs`` and roll it out on ``long``."""
+def _rollouts(p: Protocol, pairs: dict, long: xr.Dataset, models: dict | None = None) -> dict:
+    """Train each model's (x, v) predictor on ``pairs`` and roll it out on ``long``.
+
+    ``models``: display name -> constructor taking ``velocity_output`` (default: those of
+    ``p.models`` in :data:`MODELS`); every one starts from seed ``p.seeds[0]``.
+    """
+    models = models if models is not None else {name: MODELS[name] for name in p.models}
     out = {}
-    for name in p.models:
+    for name, build in models.items():
         torch.manual_seed(p.seeds[0])
-        model = MODELS[name](velocity_output=True)
+        model = build(velocity_output=True)
         hist, diverged = train(model, pairs, p, seed=p.seeds[0], budget_s=p.rollout_budget_s,
                                max_epochs=p.rollout_max_epochs)
         out[name] = {"epochs": len(hist), "best": best_test(hist), "diverged": diverged,

@@ -27,8 +27,8 @@ writes ``nbody_long_horizon.{json,md,png}`` (the PNG: error and drift curves per
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -83,7 +83,7 @@ def run(protocol: str = "quick", models=tuple(MODELS), presets=PRESETS, epochs: 
     -------
     dict
         ``{"protocol", "settings", "epochs", "seed", "presets": {preset: {model: {"epochs",
-        "train_seconds", "best", "diverged", "horizons"}}}, "files"}``.
+        "best", "diverged", "horizons"}}}, "files"}``.
     """
     if protocol not in nbody.PROTOCOLS:
         raise ValueError(f"protocol: expected one of {list(nbody.PROTOCOLS)}, got {protocol!r}")
@@ -100,25 +100,16 @@ def run(protocol: str = "quick", models=tuple(MODELS), presets=PRESETS, epochs: 
     if set(overrides) - fields:
         raise ValueError(f"overrides: unknown settings {sorted(set(overrides) - fields)}; "
                          f"expected fields of Protocol: {sorted(fields)}")
-    p = replace(nbody.PROTOCOLS[protocol], **overrides, threads=threads, device="cpu")
+    p = replace(nbody.PROTOCOLS[protocol], **overrides, threads=threads, device="cpu",
+                rollout_budget_s=None, rollout_max_epochs=epochs, seeds=(seed,))
     cache = Path(cache)
     results = {"protocol": protocol, "settings": asdict(p), "epochs": epochs, "seed": seed,
                "torch_threads": threads, "presets": {}}
     for preset in presets:
         splits = nbody.generated_task(p, cache, preset)[0]
-        pairs = nbody._pairs(splits, p, velocity=True)
-        long = nbody.long_split(p, cache, preset)
-        entries = {}
-        for name in models:
-            cls, options = MODELS[name]
-            torch.manual_seed(seed)
-            model = cls(velocity_output=True, **options)
-            t0 = time.perf_counter()
-            hist, diverged = nbody.train(model, pairs, p, seed=seed, budget_s=None,
-                                         max_epochs=epochs)
-            entries[name] = {"epochs": len(hist), "train_seconds": time.perf_counter() - t0,
-                             "best": nbody.best_test(hist), "diverged": diverged,
-                             "horizons": nbody.long_rollout(model, long, p)}
+        builds = {name: functools.partial(MODELS[name][0], **MODELS[name][1]) for name in models}
+        entries = nbody._rollouts(p, nbody._pairs(splits, p, velocity=True),
+                                  nbody.long_split(p, cache, preset), builds)
         results["presets"][preset] = entries
     results["files"] = write(results, Path(out_dir))
     return results

@@ -91,7 +91,7 @@ from grepsnet_sciml.solvers.registry import build_core, get_model, model_config
 from grepsnet_sciml.solvers.rollout import rollout
 from grepsnet_sciml.solvers.trainer import TrainConfig, load_checkpoint
 
-from ._results import read_results, variant
+from ._results import claim, read_results, variant
 
 RESULTS = Path("benchmarks") / "results"
 """Default output folder (relative to the working directory: the repository root)."""
@@ -737,12 +737,7 @@ def merge(paths, out_dir: Path = RESULTS) -> dict:
             raise ValueError(f"paths: {path} differs from {paths[0]} in {list(keys)}; "
                              "expected runs of the same protocol and settings")
         for row in part["rows"]:
-            key = (*variant(row), row["seed"])
-            if key in seen:
-                raise ValueError(f"paths: model {row['model']!r} width {row['width']} "
-                                 f"layers {row.get('n_layers')} seed {row['seed']} appears in "
-                                 "more than one file")
-            seen.add(key)
+            claim(seen, row)
             rows.append(row)
     result = {**{k: first[k] for k in first if k not in ("rows", "summary", "files")},
               "rows": rows, "summary": summarise(rows), "merged_from": [str(p) for p in paths]}

@@ -23,7 +23,7 @@ import numpy as np
 
 from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 
-from ._results import read_results, variant, variant_label
+from ._results import claim, read_results, variant, variant_label
 
 __all__ = ["OFFICIAL", "pareto_points", "write_pareto"]
 
@@ -57,12 +57,7 @@ def pareto_points(paths) -> list[dict]:
             raise ValueError(f"paths: {path} has no 'rows'; expected a file written by "
                              "grepsnet_sciml.benchmarks.ns.run")
         for row in part["rows"]:
-            key = (*variant(row), row["seed"])
-            if key in seen:
-                raise ValueError(f"paths: model {row['model']!r} width {row['width']} "
-                                 f"layers {row.get('n_layers')} seed {row['seed']} appears in "
-                                 "more than one file")
-            seen.add(key)
+            claim(seen, row)
             rows.append({**row, "source": str(path)})
     if not rows:
         raise ValueError("paths: expected results files with at least one row, got none")
