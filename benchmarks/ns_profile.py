@@ -1,11 +1,12 @@
 """Where a training step of the NS models spends its time: torch profiler, grouped by kind.
 
-One forward+backward of a batch of 20 windows (quick protocol: 10 frames of 32x32, modes 8),
-one torch thread, each model profiled over 5 steps after 2 warm-up steps. Self CPU time of
-the aten ops is grouped into FFT, matmul, elementwise, copy/cat/index, norms, activation and
-other, per step. The models: the registry defaults of GRepsFNO and G-FNO-p4 at the bench's
-widths, and GRepsFNO's earlier default (``20 x R``, shared spectral kernels, mean pointwise
-mixing) for the before/after comparison.
+One forward+backward of a batch of 20 windows (quick protocol: 10 frames of 32x32, modes 8
+unless a model sets its own), one torch thread, each model profiled over 5 steps after 2
+warm-up steps. Self CPU time of the aten ops is grouped into FFT, matmul, elementwise,
+copy/cat/index, norms, activation and other, per step. The models: the registry defaults of
+GRepsFNO (at the bench's modes 10) and G-FNO-p4 at the bench's widths, and GRepsFNO's
+previous (``6 x R``) and earlier (``20 x R``, shared spectral kernels, mean pointwise
+mixing) defaults for the before/after comparison.
 
 Usage::
 
@@ -28,7 +29,8 @@ from grepsnet_sciml.solvers.registry import build_core, model_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {
-    "GRepsFNO (default)": ("grepsfno", {}),
+    "GRepsFNO (default: 5xR, modes 10)": ("grepsfno", {"modes": 10}),
+    "GRepsFNO (previous default: 6xR)": ("grepsfno", {"width": 6}),
     "GRepsFNO (earlier default: 20xR, shared, mean)": (
         "grepsfno", {"width": 20, "spectral_mixing": "shared", "regular_mixing": "mean"}),
     "GFNO-p4": ("gfno-p4", {"width": 10}),

@@ -1,4 +1,4 @@
-"""Side-by-side cost of GRepsFNO variants (width, depth, projection ratio) against G-FNO-p4.
+"""Side-by-side cost of GRepsFNO variants (width, depth, modes, projection ratio) against G-FNO-p4.
 
 Forward and forward+backward of one quick-protocol batch (20 windows of 10 frames, 32x32),
 every model timed in turn within each round so machine load affects them alike (as
@@ -28,10 +28,16 @@ from grepsnet_sciml.models import GFNO2d, GRepsFNO2d
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
-    "GRepsFNO w6 L4 (default)": {"width": 6},
-    "GRepsFNO w6 L3": {"width": 6, "n_layers": 3},
-    "GRepsFNO w6 L4 projection ratio 1": {"width": 6, "projection_ratio": 1},
-    "GRepsFNO w5 L4": {"width": 5},
+    "GRepsFNO w5 L4 modes 10 (default)": {"width": 5, "modes": 10},
+    "GRepsFNO w6 L4 modes 8 (previous default)": {"width": 6},
+    "GRepsFNO w6 L3 modes 8": {"width": 6, "n_layers": 3},
+    "GRepsFNO w5 L4 modes 8": {"width": 5},
+    "GRepsFNO w5 L4 modes 9": {"width": 5, "modes": 9},
+    "GRepsFNO w5 L4 modes 12": {"width": 5, "modes": 12},
+    "GRepsFNO w5 L4 modes 10 projection ratio 1": {"width": 5, "modes": 10,
+                                                   "projection_ratio": 1},
+    "GRepsFNO w5 L4 modes 10 shared spectral kernels": {"width": 5, "modes": 10,
+                                                        "spectral_mixing": "shared"},
 }
 
 
@@ -43,8 +49,8 @@ def main(repeats: int) -> int:
                                                modes=p.modes, n_layers=p.n_layers, group="p4")}
     for label, options in VARIANTS.items():
         torch.manual_seed(0)
-        built[label] = GRepsFNO2d(Reps(f"{p.t_in}xT0p", g), Reps("T0p", g), modes=p.modes,
-                                  **{"n_layers": p.n_layers, **options})
+        built[label] = GRepsFNO2d(Reps(f"{p.t_in}xT0p", g), Reps("T0p", g),
+                                  **{"modes": p.modes, "n_layers": p.n_layers, **options})
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)

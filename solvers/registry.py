@@ -253,7 +253,7 @@ class GRepsFNOConfig(_Validated):
         name one, ``"on"`` (an error without one) or ``"off"``.
     """
 
-    width: int = 6
+    width: int = 5
     modes: int = 12
     n_layers: int = 4
     channels: str = "regular"

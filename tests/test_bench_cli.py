@@ -24,15 +24,15 @@ def test_bench_ns_forwards_its_options(monkeypatch, tmp_path, capsys):
                  "--no-progress"]) == 0
     assert calls["run"] == ("tiny", "ns", ["GRepsFNO", "FNO"], (3, 4), None, tmp_path, "cpu", 2,
                             False)
-    assert calls["kwargs"] == {"data": None, "width": None, "n_layers": None}
+    assert calls["kwargs"] == {"data": None, "width": None, "n_layers": None, "modes": None}
     assert capsys.readouterr().out.splitlines()[0] == "TABLE"
     # the user's data with the protocol's sizes replaced: only the given ones are forwarded
     assert main(["bench", "ns", "--data", str(tmp_path / "u.mat"), "--n-train", "30",
                  "--n-test", "4", "--t-in", "5", "--steps", "6", "--epochs", "7",
-                 "--eval-every", "2", "--width", "5", "--layers", "3"]) == 0
+                 "--eval-every", "2", "--width", "5", "--layers", "3", "--modes", "10"]) == 0
     assert calls["kwargs"] == {"data": tmp_path / "u.mat", "n_train": 30, "n_test": 4,
                                "t_in": 5, "steps": 6, "epochs": 7, "valid_every": 2,
-                               "width": 5, "n_layers": 3}
+                               "width": 5, "n_layers": 3, "modes": 10}
 
     def fake_time(*args):
         calls["time"] = args
@@ -40,9 +40,11 @@ def test_bench_ns_forwards_its_options(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(ns, "time_models", fake_time)
     assert main(["bench", "ns", "--timing-only", "--repeats", "2", "--out", str(tmp_path)]) == 0
-    assert calls["time"] == ("quick", "ns-sym", list(ns.MODELS), 2, tmp_path, 1, None, None)
-    assert main(["bench", "ns", "--timing-only", "--layers", "3", "--width", "6"]) == 0
-    assert calls["time"][-2:] == (6, 3)
+    assert calls["time"] == ("quick", "ns-sym", list(ns.MODELS), 2, tmp_path, 1, None, None,
+                             None)
+    assert main(["bench", "ns", "--timing-only", "--layers", "3", "--width", "6",
+                 "--modes", "10"]) == 0
+    assert calls["time"][-3:] == (6, 3, 10)
 
 
 def test_bench_nbody_forwards_only_given_overrides(monkeypatch, tmp_path, capsys):

@@ -213,6 +213,28 @@ def test_depth_sweep_names_its_rows_and_keeps_them_apart_in_the_summary(runs, tm
                progress=False, n_layers=0)
 
 
+def test_mode_sweep_names_its_rows_and_keeps_them_apart_in_the_summary(runs, tmp_path):
+    root, out = runs
+    matched = next(r for r in out["a"]["rows"] if r["model"] == "GRepsFNO")
+    assert matched["modes"] == ns.PROTOCOLS["tiny"].modes == 4
+    result = ns.run("tiny", "ns-sym", models=["GRepsFNO"], cache=root / "cache",
+                    out_dir=tmp_path / "d", progress=False, width=matched["width"], modes=3)
+    (row,) = result["rows"]
+    assert row["modes"] == 3 and row["n_layers"] == matched["n_layers"]
+    assert row["config"].endswith(f"GRepsFNO_w{matched['width']}_m3_seed0.toml")
+    assert load_config(row["config"]).model.modes == 3
+    assert row["parameters"] < matched["parameters"]
+    merged = ns.merge([root / "a" / "ns_tiny_ns-sym.json", tmp_path / "d" / "ns_tiny_ns-sym.json"],
+                      tmp_path / "m")
+    modes = [e["modes"] for e in merged["summary"] if e["model"] == "GRepsFNO"]
+    assert modes == [4, 3]
+    table = (tmp_path / "m" / "ns_tiny_ns-sym.md").read_text()
+    assert f"| GRepsFNO | {matched['width']} | {matched['n_layers']} | 3 |" in table
+    with pytest.raises(ValueError, match="modes: expected a positive integer or None"):
+        ns.run("tiny", "ns-sym", models=["FNO"], cache=root / "cache", out_dir=tmp_path,
+               progress=False, modes=0)
+
+
 def test_late_protocol_stores_frames_after_its_burn_in(tmp_path):
     p = ns.PROTOCOLS["late"]
     assert p.burn_in > 0 and ns.PROTOCOLS["quick"].burn_in == 0
@@ -227,3 +249,15 @@ def test_late_protocol_stores_frames_after_its_burn_in(tmp_path):
     # the same trajectories two time units later: frames 3..frames of the run without it
     np.testing.assert_array_equal(b["vorticity"].values[:, : frames - 2],
                                   a["vorticity"].values[:, 2:])
+
+
+def test_grepsfno_runs_at_its_own_channels_and_modes_per_protocol():
+    quick, late = ns.make_protocol("quick", "ns-sym"), ns.make_protocol("late", "ns-sym")
+    for p, (width, modes) in ((quick, (5, 10)), (late, (6, 8))):
+        matched, _ = ns.widths(["GRepsFNO", "GFNO-p4"], p, "D4()")
+        assert matched["GRepsFNO"][0] == width and matched["GFNO-p4"][0] == p.reference_width
+        assert ns.architecture("GRepsFNO", p)["modes"] == modes
+        assert ns.architecture("GFNO-p4", p)["modes"] == p.modes == 8
+    assert ns.architecture("GRepsFNO", quick, modes=12) == {"n_layers": 4, "modes": 12}
+    matched, _ = ns.widths(["GRepsFNO"], quick, "D2('diagonal')")
+    assert matched["GRepsFNO"][0] == 10  # 40 real channels over the order-4 group

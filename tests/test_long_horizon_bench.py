@@ -56,6 +56,10 @@ def test_measures_match_evaluate_fields_at_each_horizon(trained):
     assert row["rel_l2"] == pytest.approx(float(ev.rel_l2.values[0, :, 7].mean()), rel=1e-6)
     assert row["spectrum_ratio_worst"] == pytest.approx(
         float(ev.spectrum_ratio_worst.values[0, 1]), rel=1e-6)
+    shells = ev.spectrum_ratio.values[0, 1, 1 : frames.shape[-1] // 3 + 1]
+    assert row["spectrum_ratio"] == pytest.approx(shells.tolist(), rel=1e-6)
+    assert max(max(r, 1 / r) for r in row["spectrum_ratio"]) == pytest.approx(
+        row["spectrum_ratio_worst"], rel=1e-6)
     assert row["energy_mean_true"] == pytest.approx(float(ev.energy_true.values[:, 7].mean()),
                                                     rel=1e-6)
     assert row["blow_ups"] == 0 and 0 <= row["energy_in_band"] <= 1

@@ -8,6 +8,7 @@ import torch
 from grepsnet_sciml import Reps
 from grepsnet_sciml.groups import C2, C4, D2, D4, O
 from grepsnet_sciml.layers import EquivariantLinear, NormActivation
+from grepsnet_sciml.layers._spectral_dft import window_irfft2, window_rfft2
 from grepsnet_sciml.layers._spectral_kernels import negation_index, window_index_maps
 from grepsnet_sciml.layers.spectral import (
     EquivariantInstanceNorm2d,
@@ -103,6 +104,47 @@ def test_spectral_conv_matches_slow_reference_and_is_real(pair, regular):
     assert ref.real.abs().max() > 1e-3
     assert torch.allclose(fast, ref.real, atol=1e-12, rtol=0)
     assert ref.imag.abs().max() < 1e-13 * ref.real.abs().max()
+
+
+def _fft_window(x, modes):
+    """The window of ``torch.fft.rfft2`` (rows kx = -K..K, columns ky = 0..K)."""
+    n, big_k = x.shape[-1], modes - 1
+    xh = torch.fft.rfft2(x)
+    return torch.cat([xh[:, :, n - big_k:, :big_k + 1], xh[:, :, :big_k + 1, :big_k + 1]], 2)
+
+
+def _fft_unwindow(w, n):
+    """``torch.fft.irfft2`` of the window ``w`` zero-padded to the half spectrum."""
+    big_k = w.shape[-1] - 1
+    gap = w.new_zeros(w.shape[0], w.shape[1], n - 2 * big_k - 1, big_k + 1)
+    return torch.fft.irfft2(torch.cat([w[:, :, big_k:], gap, w[:, :, :big_k]], 2), s=(n, n))
+
+
+@pytest.mark.parametrize("n, modes", [(8, 2), (16, 4), (18, 5), (32, 8)])
+def test_window_dft_equals_torch_fft_with_gradients(n, modes):
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(2, 3, n, n, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(2, 3, 2 * modes - 1, modes, dtype=torch.complex128, generator=gen,
+                    requires_grad=True)
+    pairs = [(window_rfft2(x, modes), _fft_window(x, modes)),
+             (window_irfft2(w, n), _fft_unwindow(w, n))]
+    for fast, ref in pairs:
+        assert ref.abs().max() > 1e-2
+        assert (fast - ref).abs().max() < 1e-12 * ref.abs().max()
+    weight = torch.randn(pairs[1][0].shape, dtype=torch.float64, generator=gen)
+    grads = []
+    for fast_or_ref in (0, 1):
+        loss = (pairs[0][fast_or_ref].abs() ** 2).sum() + (pairs[1][fast_or_ref] * weight).sum()
+        grads.append(torch.autograd.grad(loss, (x, w)))
+    for g_fast, g_ref in zip(*grads):
+        assert (g_fast - g_ref).abs().max() < 1e-11 * g_ref.abs().max()
+
+
+def test_forward_gathers_the_half_window_of_the_regular_kernel():
+    layer = SpectralConv2d(Reps("2xR", D4()), Reps("3xR", D4()), modes=4, regular="group")
+    full, half = layer.regular_kernel(), layer.regular_kernel(half=True)
+    assert half.shape[-1] == 7 * 4
+    assert torch.equal(layer._half(full).flatten(-2), half)
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=GROUP_IDS)

@@ -18,14 +18,18 @@ def read_results(path) -> dict:
 
 
 def variant(row: dict) -> tuple:
-    """``(model, width, n_layers)`` of a results row: the rows a mean over seeds joins."""
-    return row["model"], row["width"], row.get("n_layers")
+    """``(model, width, n_layers, modes)`` of a results row: the rows a mean over seeds joins
+    (None where a row does not record it)."""
+    return row["model"], row["width"], row.get("n_layers"), row.get("modes")
 
 
 def variant_label(row: dict) -> str:
-    """``w<width>`` (and `` L<n_layers>`` when recorded), e.g. ``w6 L3``."""
+    """``w<width>`` and `` L<n_layers>``, `` m<modes>`` where recorded, e.g. ``w5 L4 m10``."""
     label = f"w{row['width']}"
-    return label if row.get("n_layers") is None else f"{label} L{row['n_layers']}"
+    for key, letter in (("n_layers", "L"), ("modes", "m")):
+        if row.get(key) is not None:
+            label += f" {letter}{row[key]}"
+    return label
 
 
 def claim(seen: set, row: dict) -> None:
@@ -33,5 +37,6 @@ def claim(seen: set, row: dict) -> None:
     key = (*variant(row), row["seed"])
     if key in seen:
         raise ValueError(f"paths: model {row['model']!r} width {row['width']} layers "
-                         f"{row.get('n_layers')} seed {row['seed']} appears in more than one file")
+                         f"{row.get('n_layers')} modes {row.get('modes')} seed {row['seed']} "
+                         "appears in more than one file")
     seen.add(key)

@@ -11,7 +11,8 @@ horizon):
   stationary band (5th-95th percentile of the truth over every sample and the second half
   of the ``n_steps`` rollout) at step ``h``, and the solver's own fraction;
 - ``spectrum_ratio_worst``: the shell spectrum ratio model/solver farthest from 1
-  (``1 <= |k| <= N/3``, as a factor) at step ``h``;
+  (``1 <= |k| <= N/3``, as a factor) at step ``h``, and ``spectrum_ratio`` every shell's
+  ratio (``|k| = 1 .. N/3`` in order; None where a blown-up model has none);
 - ``rel_l2``: the relative L2 error at step ``h`` (mean over samples);
 
 and ``correlation_time`` (median over samples, in the data's time units: the first time the
@@ -102,6 +103,7 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
     ev = evaluate_fields(predictions, truth, times=times,
                          spectrum_times=[h - 1 for h in horizons])
     rows = []
+    shells = frames.shape[-1] // 3
     for name in predictions:
         m = ev.sel(model=name)
         blow = m.blow_up_time.values
@@ -114,6 +116,8 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
                 "solver_energy_in_band": _in_band(ev.energy_true.values[:, h - 1],
                                                   ev.energy_band.values),
                 "spectrum_ratio_worst": float(m.spectrum_ratio_worst.values[j]),
+                "spectrum_ratio": [float(r) if np.isfinite(r) else None
+                                   for r in m.spectrum_ratio.values[j][1 : shells + 1]],
                 "rel_l2": float(m.rel_l2.values[:, h - 1].mean()),
                 "correlation_time": float(np.median(m.correlation_time.values)),
                 "energy_mean": float(m.energy.values[:, h - 1].mean()),

@@ -104,11 +104,19 @@ OPTIONAL_MODELS = ("GRepsFNO-C4",)
 matched in parameters to G-FNO-p4 like the baselines."""
 REFERENCE = "GFNO-p4"
 OWN_WIDTH = ("GRepsFNO",)
-"""Models run at a budget of :data:`OWN_CHANNELS` real hidden channels (their cost is set by
-the channels, not the parameters), not matched in parameters as the other models are."""
-OWN_CHANNELS = 48
-"""Real hidden channels of the :data:`OWN_WIDTH` models: ``48 // |G|`` copies of ``R`` (6 over
-D4, GRepsFNO's default width; 12 over D2)."""
+"""Models run at their own budget of real hidden channels and modes (:data:`OWN`; their cost
+is set by the channels and modes, not the parameters), not matched in parameters as the
+other models are."""
+OWN = {"quick": (40, 10), "smoke": (40, 10), "late": (48, 8)}
+"""``(real channels, modes)`` of the :data:`OWN_WIDTH` models per protocol name, the more
+accurate of the configurations measured there (README): ``40 // |G|``
+copies of ``R`` (5 over D4, GRepsFNO's default width, as G-FNO-p4's ``10 x R`` over C4; 10
+over D2-diagonal) with modes 10 on the quick 32x32 data; on the later-in-time ``late`` data
+``6 x R`` with modes 8 measured better (13.88% against 17.34%, seed 0). Other protocols:
+:data:`OWN_DEFAULT`."""
+OWN_DEFAULT = (40, None)
+"""``(real channels, modes)`` where :data:`OWN` does not name the protocol (None: the
+protocol's modes)."""
 PRESET_GROUPS = {"ns-sym": "D4()", "ns": "D2('diagonal')"}
 FORCINGS = {"ns-sym": "symmetric", "ns": "fno"}
 """The forcing of an FNO/G-FNO ``.mat`` file of each preset (:func:`load_fno_mat`)."""
@@ -383,16 +391,25 @@ def real_parameter_count(model: nn.Module) -> int:
     return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
 
 
+def architecture(name: str, p: Protocol, n_layers: int | None = None,
+                 modes: int | None = None) -> dict:
+    """``{"n_layers", "modes"}`` of model ``name``'s row: the protocol's (the modes of
+    :data:`OWN` for the :data:`OWN_WIDTH` models) unless a sweep replaces them."""
+    own = OWN.get(p.name, OWN_DEFAULT)[1] if name in OWN_WIDTH else None
+    own = own or p.modes
+    return {"n_layers": n_layers or p.n_layers, "modes": modes or own}
+
+
 def _core(name: str, width: int, p: Protocol, group: str, forcing=None,
-          n_layers: int | None = None) -> nn.Module:
+          n_layers: int | None = None, modes: int | None = None) -> nn.Module:
     """The registry's model ``name`` at ``width`` for ``t_in`` vorticity frames over ``group``.
 
     ``forcing``: the data's named forcing (see :func:`~grepsnet_sciml.solvers.registry.build_core`);
-    ``n_layers``: Fourier layers instead of the protocol's.
+    ``n_layers``, ``modes``: Fourier layers and modes instead of the protocol's.
     """
     g = group_from_string(group)
-    cfg = model_config(get_model(name).name, {"width": width, "modes": p.modes,
-                                              "n_layers": n_layers or p.n_layers})
+    cfg = model_config(get_model(name).name, {"width": width,
+                                              **architecture(name, p, n_layers, modes)})
     return build_core(cfg, Reps(f"{p.t_in}xT0p", g), Reps("T0p", g), forcing)
 
 
@@ -412,12 +429,12 @@ def official_fno2d_parameters(p: Protocol, width: int = 20) -> int:
     return spectral + lifting + layers + projection
 
 
-def matched_width(name: str, p: Protocol, group: str, target: int,
-                  forcing=None, n_layers: int | None = None) -> tuple[int, int]:
+def matched_width(name: str, p: Protocol, group: str, target: int, forcing=None,
+                  n_layers: int | None = None, modes: int | None = None) -> tuple[int, int]:
     """The width whose parameter count is closest to ``target``, and that count."""
     best = None
     for width in range(2, p.max_width + 1):
-        count = real_parameter_count(_core(name, width, p, group, forcing, n_layers))
+        count = real_parameter_count(_core(name, width, p, group, forcing, n_layers, modes))
         if best is None or abs(count - target) < abs(best[1] - target):
             best = (width, count)
         if count > target:
@@ -425,44 +442,46 @@ def matched_width(name: str, p: Protocol, group: str, target: int,
     return best
 
 
-def widths(models, p: Protocol, group: str, forcing=None,
-           width: int | None = None, n_layers: int | None = None) -> tuple[dict, int]:
+def widths(models, p: Protocol, group: str, forcing=None, width: int | None = None,
+           n_layers: int | None = None, modes: int | None = None) -> tuple[dict, int]:
     """``({model: (width, parameters)}, target)``: G-FNO-p4's count matched, FNO the official,
-    the :data:`OWN_WIDTH` models at :data:`OWN_CHANNELS` real channels; every model at
-    ``width`` instead when it is given (a width sweep). ``n_layers`` (a depth sweep) changes
-    the counted models, not the G-FNO-p4 reference."""
+    the :data:`OWN_WIDTH` models at the real channels of :data:`OWN`; every model at
+    ``width`` instead when it is given (a width sweep). ``n_layers`` and ``modes`` (depth and
+    mode sweeps) change the counted models, not the G-FNO-p4 reference."""
     target = real_parameter_count(_core(REFERENCE, p.reference_width, p, group))
+    arch = {"n_layers": n_layers, "modes": modes}
     if width is not None:
         return {name: (width, real_parameter_count(_core(name, width, p, group, forcing,
-                                                         n_layers)))
+                                                         **arch)))
                 for name in models}, target
     out = {}
     for name in models:
         if name == REFERENCE:
             out[name] = (p.reference_width, target)
         elif name in OWN_WIDTH:
-            width = max(1, OWN_CHANNELS // group_from_string(group).order)
+            channels = OWN.get(p.name, OWN_DEFAULT)[0]
+            width = max(1, channels // group_from_string(group).order)
             out[name] = (width, real_parameter_count(_core(name, width, p, group, forcing,
-                                                           n_layers)))
+                                                           **arch)))
         elif name.startswith("FNO"):
             out[name] = matched_width(name, p, group, official_fno2d_parameters(p), forcing,
-                                      n_layers)
+                                      **arch)
         else:
-            out[name] = matched_width(name, p, group, target, forcing, n_layers)
+            out[name] = matched_width(name, p, group, target, forcing, **arch)
     return out, target
 
 
 def row_config(name: str, width: int, p: Protocol, preset: str, stores: dict, seed: int,
                run_dir: Path, device: str = "cpu", progress: bool = True,
-               n_layers: int | None = None) -> ExperimentConfig:
+               n_layers: int | None = None, modes: int | None = None) -> ExperimentConfig:
     """The experiment of one row: G-FNO's training settings, no normalization.
 
     Adam (``lr``, L2 ``weight_decay``), cosine schedule per batch, relative-L2 loss, one-step
     windows of the train store, ``best`` by the validation rollout over ``steps`` steps.
-    ``n_layers`` replaces the protocol's Fourier layers.
+    ``n_layers`` and ``modes`` replace the protocol's Fourier layers and modes.
     """
-    model = model_config(get_model(name).name, {"width": width, "modes": p.modes,
-                                                "n_layers": n_layers or p.n_layers})
+    model = model_config(get_model(name).name, {"width": width,
+                                                **architecture(name, p, n_layers, modes)})
     data = DataConfig(train=str(stores["train"]), valid=str(stores["valid"]), t_in=p.t_in,
                       t_out=1, valid_rollout_steps=p.steps[preset], normalize=False)
     train_cfg = TrainConfig(out_dir=str(run_dir), epochs=p.epochs, batch_size=p.batch_size,
@@ -587,7 +606,7 @@ def run_model(cfg: ExperimentConfig, name: str, p: Protocol, preset: str, stores
     core = model.core
     row = {
         "model": name, "seed": cfg.train.seed, "width": cfg.model.width,
-        "n_layers": cfg.model.n_layers,
+        "n_layers": cfg.model.n_layers, "modes": cfg.model.modes,
         "parameters": real_parameter_count(core),
         "stored_parameters": sum(q.numel() * (2 if q.is_complex() else 1)
                                  for q in core.parameters()),
@@ -618,7 +637,8 @@ def run_model(cfg: ExperimentConfig, name: str, p: Protocol, preset: str, stores
 def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=None,
         cache: Path | None = None, out_dir: Path = RESULTS, device: str = "cpu",
         threads: int = 1, progress: bool = True, data: Path | None = None,
-        width: int | None = None, n_layers: int | None = None, **overrides) -> dict:
+        width: int | None = None, n_layers: int | None = None, modes: int | None = None,
+        **overrides) -> dict:
     """Run the benchmark and write JSON, markdown, PNG and one TOML per row to ``out_dir``.
 
     Parameters
@@ -647,6 +667,9 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     n_layers : int, optional
         Fourier layers of every model instead of the protocol's (a depth sweep: ``_L<n>``
         is added to the names).
+    modes : int, optional
+        Fourier modes of every model instead of the protocol's (a mode sweep: ``_m<modes>``
+        is added to the names; even grids need ``N >= 2 modes``).
     **overrides
         Settings of :data:`OVERRIDES` (``n_train``, ``t_in``, ``epochs``, ``valid_every``,
         ...) replacing the protocol's.
@@ -670,19 +693,20 @@ def run(protocol: str = "quick", preset: str = "ns-sym", models=MODELS, seeds=No
     group = repr(layout.group)
     dev = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     forcing = (layout.forcing, layout.forcing_amplitude) if layout.forcing else None
-    for key, value in (("width", width), ("n_layers", n_layers)):
+    for key, value in (("width", width), ("n_layers", n_layers), ("modes", modes)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise ValueError(f"{key}: expected a positive integer or None, got {value!r}")
-    matched, target = widths(models, p, group, forcing, width, n_layers)
+    matched, target = widths(models, p, group, forcing, width, n_layers, modes)
     runs = cache / "runs" / f"ns_{protocol}_{preset}"
     rows = []
     for seed in seeds:
         for name in models:
             stem = (name + ("" if width is None else f"_w{width}")
-                    + ("" if n_layers is None else f"_L{n_layers}") + f"_seed{seed}")
+                    + ("" if n_layers is None else f"_L{n_layers}")
+                    + ("" if modes is None else f"_m{modes}") + f"_seed{seed}")
             cfg = row_config(name, matched[name][0], p, preset, stores, seed,
-                             runs / stem, dev, progress, n_layers)
+                             runs / stem, dev, progress, n_layers, modes)
             toml = Path(out_dir) / "configs" / f"ns_{protocol}_{preset}" / f"{stem}.toml"
             save_config(cfg, toml)
             row = run_model(cfg, name, p, preset, stores, long_factors)
@@ -748,20 +772,22 @@ def merge(paths, out_dir: Path = RESULTS) -> dict:
 
 def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
                 repeats: int = 5, out_dir: Path = RESULTS, threads: int = 1,
-                width: int | None = None, n_layers: int | None = None) -> dict:
+                width: int | None = None, n_layers: int | None = None,
+                modes: int | None = None) -> dict:
     """Forward and forward+backward time per batch at matched parameters, side by side.
 
     No data or training: random inputs of the protocol's shape; the models are timed in
     turn within each of ``repeats`` rounds (so machine load affects them alike) and the
     median is reported. ``width`` sets every model's width instead of the matched one,
-    ``n_layers`` every model's Fourier layers instead of the protocol's.
+    ``n_layers`` and ``modes`` every model's Fourier layers and modes instead of the
+    protocol's.
     Writes ``ns_timing_<protocol>_<preset>.{json,md}``.
     """
     p = make_protocol(protocol, preset)
     torch.set_num_threads(threads)
     group = PRESET_GROUPS[preset]
     forcing = (FORCINGS[preset], 0.1)
-    matched, _ = widths(models, p, group, forcing, width, n_layers)
+    matched, _ = widths(models, p, group, forcing, width, n_layers, modes)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)
@@ -769,7 +795,7 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
     for name in models:
         torch.manual_seed(0)
         built[name] = (matched[name][0], _core(name, matched[name][0], p, group, forcing,
-                                               n_layers))
+                                               n_layers, modes))
     samples = {name: [] for name in models}
     for _ in range(repeats):
         for name, (_, model) in built.items():
@@ -830,7 +856,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for key in dict.fromkeys(variant(r) for r in rows):
         mine = [r for r in rows if variant(r) == key]
-        entry = {"model": key[0], "width": key[1], "n_layers": key[2], "seeds": len(mine)}
+        entry = {"model": key[0], "width": key[1], "n_layers": key[2], "modes": key[3],
+                 "seeds": len(mine)}
         for key in _KEYS:
             values = [r[key] for r in mine if key in r]
             if values:
@@ -842,12 +869,14 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def format_table(summary: list[dict]) -> str:
     """Markdown table of the summary."""
-    head = ("| model | width | layers | params | s/epoch | fwd ms | fwd+bwd ms | act. MB | "
-            "test % | rot90 % | equiv. (declared) | equiv. (C4) | 2x % | 5x % | 2x res. % |")
-    lines = [head, "|" + "---|" * 15]
+    head = ("| model | width | layers | modes | params | s/epoch | fwd ms | fwd+bwd ms | "
+            "act. MB | test % | rot90 % | equiv. (declared) | equiv. (C4) | 2x % | 5x % | "
+            "2x res. % |")
+    lines = [head, "|" + "---|" * 16]
     for e in summary:
         lines.append(
             f"| {e['model']} | {e['width']} | {e.get('n_layers') or '-'} | "
+            f"{e.get('modes') or '-'} | "
             f"{e['parameters']:.0f} | "
             f"{e['train_seconds_per_epoch']:.1f} | {e['forward_ms']:.1f} | "
             f"{e['forward_backward_ms']:.1f} | {e['activation_memory_mb']:.0f} | "

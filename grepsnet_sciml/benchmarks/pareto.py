@@ -64,7 +64,8 @@ def pareto_points(paths) -> list[dict]:
     points = []
     for key in dict.fromkeys(variant(r) for r in rows):
         mine = [r for r in rows if variant(r) == key]
-        point = {"model": key[0], "width": key[1], "n_layers": key[2], "seeds": len(mine),
+        point = {"model": key[0], "width": key[1], "n_layers": key[2], "modes": key[3],
+                 "seeds": len(mine),
                  "parameters": float(np.mean([r["parameters"] for r in mine])),
                  "sources": sorted({r["source"] for r in mine})}
         for key, name in (("train_seconds_per_epoch", "seconds_per_epoch"),

@@ -98,7 +98,8 @@ def _run_ns(args: argparse.Namespace) -> int:
         return 0
     if args.timing_only:
         result = ns.time_models(args.protocol, args.preset, args.models, args.repeats,
-                                args.out, args.threads, args.width, args.layers)
+                                args.out, args.threads, args.width, args.layers,
+                                args.modes)
         print(result["table"])
         return 0
     overrides = {key: getattr(args, key) for key in ns.OVERRIDES
@@ -114,7 +115,8 @@ def _run_ns(args: argparse.Namespace) -> int:
         return 0
     result = ns.run(args.protocol, args.preset, args.models, args.seeds, args.cache,
                     args.out, args.device, args.threads, not args.no_progress,
-                    data=args.data, width=args.width, n_layers=args.layers, **overrides)
+                    data=args.data, width=args.width, n_layers=args.layers,
+                    modes=args.modes, **overrides)
     print(ns.format_table(result["summary"]))
     for kind, path in result["files"].items():
         print(f"{kind}: {path}")
@@ -178,6 +180,9 @@ def _add_ns(subparsers) -> None:
     p.add_argument("--layers", type=_positive_int, default=None,
                    help="Fourier layers of every model instead of the protocol's (a depth "
                    "sweep; _L<layers> is added to the row names)")
+    p.add_argument("--modes", type=_positive_int, default=None,
+                   help="Fourier modes of every model instead of the protocol's (a mode "
+                   "sweep; _m<modes> is added to the row names)")
     p.set_defaults(func=_run_ns)
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..reps import Reps
+from ._spectral_dft import window_irfft2, window_irfft2_pairs, window_rfft2, window_rfft2_pairs
 from ._spectral_kernels import (
     check_grid_resolution,
     check_modes,
@@ -60,7 +61,9 @@ class SpectralConv2d(nn.Module):
     Notes
     -----
     ``forward``: ``(batch, rep_in.dim, N, N) -> (batch, rep_out.dim, N, N)``, implementing
-    ``y = irfft2(W . rfft2(x))`` on the window. Equivariance:
+    ``y = irfft2(W . rfft2(x))`` on the window, both transforms restricted to the window
+    (:func:`~._spectral_dft.window_rfft2`: two real matrix products each, cheaper than FFTs
+    for FNO-sized windows and in the backward pass). Equivariance:
     ``f(rho_in(g) x(g^{-1} . + s)) = rho_out(g) f(x)(g^{-1} . + s)`` for every ``g`` and shift
     ``s``.
     """
@@ -81,6 +84,9 @@ class SpectralConv2d(nn.Module):
         idx = window_index_maps(group, modes)
         neg = negation_index(modes)
         self.register_buffer("modes_idx", idx, persistent=False)
+        m = 2 * modes - 1  # the half window ky >= 0, rows kx = -K..K
+        half = (torch.arange(m)[:, None] * m + torch.arange(modes - 1, m)[None, :]).reshape(-1)
+        self.register_buffer("half_idx", idx[:, half], persistent=False)
         self.register_buffer("neg", neg, persistent=False)
         self.register_buffer("table", regular_index_maps(group), persistent=False)
         layout_indices(self, rep_in, "in")
@@ -99,16 +105,18 @@ class SpectralConv2d(nn.Module):
             self.weight_regular = None
 
     # ----- kernels ---------------------------------------------------------------------------
-    def regular_kernel(self) -> torch.Tensor | None:
-        """R -> R kernel: ``(C_out, C_in, |G|, M*M)`` (shared) or ``(C_out, |G|, C_in, |G|,
-        M*M)`` (group), or None."""
+    def regular_kernel(self, half: bool = False) -> torch.Tensor | None:
+        """R -> R kernel: ``(C_out, C_in, |G|, L)`` (shared) or ``(C_out, |G|, C_in, |G|, L)``
+        (group), or None; ``L = M*M`` modes of the window, or its ``M (K + 1)`` modes with
+        ``ky >= 0`` when ``half`` (what the forward pass uses: only those are gathered)."""
         if self.weight_regular is None:
             return None
         w = hermitian(torch.view_as_complex(self.weight_regular), self.neg)
+        modes_idx = self.half_idx if half else self.modes_idx
         if self.regular == "shared":
-            return w[..., self.modes_idx]
+            return w[..., modes_idx]
         # K[o, h, c, g](k) = W[o, c, h^{-1} g](h^{-1} k)
-        k = w[:, :, self.table[:, :, None], self.modes_idx[:, None, :]]
+        k = w[:, :, self.table[:, :, None], modes_idx[:, None, :]]
         return k.transpose(1, 2)
 
     def dense_kernel(self) -> torch.Tensor:
@@ -146,20 +154,19 @@ class SpectralConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.rep_in.check(x, "x", grid=True)
         n = check_grid_resolution(tuple(x.shape[-2:]), self.modes, "x")
-        big_k = self.modes - 1
-        xh = torch.fft.rfft2(x)
-        # rows kx = -K..K, columns ky = 0..K
-        xw = torch.cat([xh[:, :, n - big_k :, : big_k + 1], xh[:, :, : big_k + 1, : big_k + 1]], 2)
+        if len(self.in_t) == len(self.out_t) == 0:  # R -> R only: real pairs throughout
+            return self._regular_forward(x, n)
+        xw = window_rfft2(x, self.modes)  # rows kx = -K..K, columns ky = 0..K
         x_t, x_r = take(xw, self.in_t), take(xw, self.in_r)
         y_t = _add(
             _apply(self._half(self.pairs.block(TENSOR_KINDS, TENSOR_KINDS)), x_t),
             _apply(self._half(self.pairs.block(TENSOR_KINDS, ["R"])), x_r),
         )
         y_r = _apply(self._half(self.pairs.block(["R"], TENSOR_KINDS)), x_t)
-        reg = self.regular_kernel()
+        reg = self.regular_kernel(half=True)
         if reg is not None:
             b, g = x.shape[0], self.rep_in.group.order
-            half = self._half(reg)
+            half = reg.unflatten(-1, x_r.shape[-2:])
             if self.regular == "shared":  # copies g are independent modes of one product
                 xr = x_r.reshape(b, -1, g, *x_r.shape[-2:])
                 yr = mode_matmul(xr, half)
@@ -167,10 +174,19 @@ class SpectralConv2d(nn.Module):
                 yr = mode_matmul(x_r, half.reshape(-1, half.shape[2] * g, *half.shape[-2:]))
             y_r = _add(y_r, yr.reshape(b, -1, *x_r.shape[-2:]))
         window = merge(y_t, y_r, self.out_inv, xw, (len(self.out_t), len(self.out_r)))
-        gap = window.new_zeros(x.shape[0], window.shape[1], n - 2 * big_k - 1, big_k + 1)
-        out = torch.cat([window[:, :, big_k:], gap, window[:, :, :big_k]], 2)
-        # irfft2 zero-pads the ky axis up to n // 2 + 1
-        return torch.fft.irfft2(out, s=(n, n))
+        return window_irfft2(window, n)
+
+    def _regular_forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """The forward pass of an ``R -> R`` layer on real pairs (no complex tensors)."""
+        xs = window_rfft2_pairs(x, self.modes)  # (B, C_in |G|, 2K+1, 2(K+1))
+        reg = self.regular_kernel(half=True)
+        b, g, modes = x.shape[0], self.rep_in.group.order, (xs.shape[2], self.modes)
+        half = reg.unflatten(-1, modes)
+        if self.regular == "shared":  # copies g are independent modes of one product
+            ys = pair_mode_matmul(xs.reshape(b, -1, g, *xs.shape[2:]), half)
+        else:  # contract over (channel, copy) jointly
+            ys = pair_mode_matmul(xs, half.reshape(-1, half.shape[2] * g, *modes))
+        return window_irfft2_pairs(ys.reshape(b, -1, *xs.shape[2:]), n)
 
     def _half(self, w: torch.Tensor | None) -> torch.Tensor | None:
         """Keep ``ky >= 0`` of a flat-mode kernel ``(..., M*M) -> (..., M, K+1)``."""
@@ -196,19 +212,29 @@ def _apply(w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
 def mode_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Complex channel mixing per mode: ``y[b, o, m] = sum_i w[o, i, m] x[b, i, m]``.
 
-    ``x`` is ``(B, I, *modes)``, ``w`` ``(O, I, *modes)``. Done as one real batched matrix
-    product, ``[Re x, Im x] @ [[Re w, Im w], [-Im w, Re w]]``: CPU ``bmm`` on complex
-    tensors falls back to a slow per-matrix loop.
+    ``x`` is ``(B, I, *modes)``, ``w`` ``(O, I, *modes)``, both complex: :func:`pair_mode_matmul`
+    on ``[Re x | Im x]`` (CPU ``bmm`` on complex tensors falls back to a slow per-matrix loop).
     """
-    b, i, modes = x.shape[0], x.shape[1], x.shape[2:]
-    o = w.shape[0]
-    xm = x.reshape(b, i, -1).permute(2, 0, 1)  # (M, B, I)
-    wm = w.reshape(o, i, -1).permute(2, 1, 0)  # (M, I, O)
-    xr = torch.cat([xm.real, xm.imag], -1)  # (M, B, 2I)
-    wr = torch.cat([torch.cat([wm.real, wm.imag], -1), torch.cat([-wm.imag, wm.real], -1)], -2)
-    y = torch.bmm(xr, wr)  # (M, B, 2O)
-    y = torch.complex(y[..., :o], y[..., o:])
-    return y.permute(1, 2, 0).reshape(b, o, *modes)
+    m = x.shape[-1]
+    y = pair_mode_matmul(torch.cat([x.real, x.imag], -1), w)
+    return torch.complex(y[..., :m], y[..., m:])
+
+
+def pair_mode_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """:func:`mode_matmul` on real pairs: ``x`` ``(B, I, *outer, 2m)`` holds ``[Re | Im]`` of
+    ``m`` modes on its last axis (layout of
+    :func:`~._spectral_dft.window_rfft2_pairs`), ``w`` is complex ``(O, I, *outer, m)``;
+    returns ``(B, O, *outer, 2m)``, ``y[b, o, k] = sum_i w[o, i, k] x[b, i, k]`` per mode ``k``.
+    """
+    b, i, outer, m = x.shape[0], x.shape[1], x.shape[2:-1], x.shape[-1] // 2
+    o, p = w.shape[0], math.prod(outer)
+    xm = x.reshape(b, i, p, 2, m).permute(2, 4, 0, 3, 1).reshape(p * m, b, 2 * i)
+    wm = torch.view_as_real(w).reshape(o, i, p * m, 2).permute(2, 3, 1, 0)  # (P m, 2, I, O)
+    re, im = wm[:, 0], wm[:, 1]
+    # [[Re w, Im w], [-Im w, Re w]] from real views: no complex gradients to zero-fill
+    wr = torch.stack([torch.stack([re, im], 2), torch.stack([-im, re], 2)], 1)
+    y = torch.bmm(xm, wr.reshape(p * m, 2 * i, 2 * o))  # (P m, B, 2O): [Re y | Im y]
+    return y.reshape(p, m, b, 2, o).permute(2, 4, 0, 3, 1).reshape(b, o, *outer, 2 * m)
 
 
 def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:

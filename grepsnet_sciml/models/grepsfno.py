@@ -15,9 +15,11 @@ convolved with the rotated shared kernel), tensor fields (T0, T0p, T1, T2) or bo
 Cost. With ``width x R`` hidden channels and ``spectral_mixing="shared"`` a spectral layer
 holds ``width^2 (2 modes - 1)^2`` real weights and costs ``|G| width^2`` complex products per
 mode; ``"group"`` (the default, G-FNO's group convolution) holds ``|G| width^2 (2 modes -
-1)^2`` and costs ``(|G| width)^2``. Either way the spectral products are about 1% of a
-training step on a CPU: the FFTs, norms, activations and pointwise layers over the ``|G|
-width`` real channels set the cost (``benchmarks/ns.py --timing-only`` measures it).
+1)^2`` and costs ``(|G| width)^2``. The spectral part (window transforms, kernel
+expansion, per-mode products) grows with the window: at ``5 x R`` over D4 and modes 10 on
+32x32 grids it is about 40% of a CPU training step, the pointwise layers, norms and
+activations over the ``|G| width`` real channels the rest (``grepsnet bench ns
+--timing-only`` measures the cost side by side).
 
 Examples
 --------
@@ -130,11 +132,12 @@ class GRepsFNO2d(nn.Module):
 
     Notes
     -----
-    The defaults (``6 x R`` hidden channels, group spectral kernels, group-convolution
+    The defaults (``5 x R`` hidden channels, group spectral kernels, group-convolution
     pointwise mixing, projection ratio 2) are the configuration that measured most accurate
-    at no more than G-FNO-p4's cost per epoch on the quick NS-Sym benchmark (README,
-    ``benchmarks/results/ns_quick_ns-sym.md``); its cost is set by its real channels
-    (``8 x 6 = 48`` for D4), as the layers are bound by memory traffic, not FLOPs.
+    at no more than G-FNO-p4's cost on the quick NS-Sym benchmark (README,
+    ``benchmarks/results/ns_quick_ns-sym.md``), there with ``modes=10`` on 32x32 grids; its
+    cost is set by its real channels (``8 x 5 = 40`` for D4, as G-FNO-p4's ``4 x 10``) and
+    its modes.
 
     ``forward``: ``(batch, rep_in.dim, N, N) -> (batch, rep_out.dim, N, N)`` for any even
     ``N >= 2 modes`` (resolution-independent). When the hidden type has T0 channels, the
@@ -149,7 +152,7 @@ class GRepsFNO2d(nn.Module):
         rep_in,
         rep_out,
         group=None,
-        width: int = 6,
+        width: int = 5,
         modes: int = 12,
         n_layers: int = 4,
         channels: str = "regular",
