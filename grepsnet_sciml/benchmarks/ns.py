@@ -32,8 +32,8 @@ relative L2 over the rollout (G-FNO's metric, %), the same on the test set rotat
 group (vorticity a pseudo-scalar) and under C4, and the rollout error at 2x and 5x the
 training horizon. Widths are chosen so that every model's parameter count is within 10% of
 G-FNO-p4's (the count and the ratio are reported), FNO's to the official FNO2d's count;
-GRepsFNO runs at 48 real hidden channels (``48 // |G|`` copies of ``R``), the budget at which
-its cost per epoch matches G-FNO-p4's (:data:`OWN_WIDTH`).
+GRepsFNO runs at its own real hidden channels and modes per protocol (:data:`OWN`: 40
+channels, G-FNO-p4's, and modes 10 on the quick data).
 
 Data are generated once into resumable zarr stores in the cache, one per split with its
 own derived seed (:func:`~grepsnet_sciml.datasets.splits.generate_to_store`), or read from
