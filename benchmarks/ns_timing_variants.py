@@ -17,12 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml._atomic import atomic_write_text
-from grepsnet_sciml.benchmarks.ns import make_protocol, real_parameter_count, timings
+from grepsnet_sciml.benchmarks.ns import make_protocol, real_parameter_count, side_by_side
 from grepsnet_sciml.groups import D4
 from grepsnet_sciml.models import GFNO2d, GRepsFNO2d
 
@@ -54,17 +53,11 @@ def main(repeats: int) -> int:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)
-    samples = {k: [] for k in built}
-    for _ in range(repeats):
-        for label, model in built.items():
-            samples[label].append(timings(model, x, y, repeats=1))
-    ref = float(np.median([s["forward_backward_ms"] for s in samples["GFNO-p4 w10 (reference)"]]))
-    rows = []
-    for label, model in built.items():
-        both = float(np.median([s["forward_backward_ms"] for s in samples[label]]))
-        rows.append({"model": label, "parameters": real_parameter_count(model),
-                     "forward_ms": float(np.median([s["forward_ms"] for s in samples[label]])),
-                     "forward_backward_ms": both, "ratio_to_gfno_p4": both / ref})
+    medians = side_by_side(built, x, y, repeats)
+    ref = medians["GFNO-p4 w10 (reference)"]["forward_backward_ms"]
+    rows = [{"model": label, "parameters": real_parameter_count(model), **medians[label],
+             "ratio_to_gfno_p4": medians[label]["forward_backward_ms"] / ref}
+            for label, model in built.items()]
     lines = ["| model | params | fwd ms | fwd+bwd ms | ratio to G-FNO-p4 |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['parameters']} | {r['forward_ms']:.0f} | "

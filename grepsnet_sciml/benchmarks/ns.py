@@ -396,8 +396,7 @@ def architecture(name: str, p: Protocol, n_layers: int | None = None,
     """``{"n_layers", "modes"}`` of model ``name``'s row: the protocol's (the modes of
     :data:`OWN` for the :data:`OWN_WIDTH` models) unless a sweep replaces them."""
     own = OWN.get(p.name, OWN_DEFAULT)[1] if name in OWN_WIDTH else None
-    own = own or p.modes
-    return {"n_layers": n_layers or p.n_layers, "modes": modes or own}
+    return {"n_layers": n_layers or p.n_layers, "modes": modes or own or p.modes}
 
 
 def _core(name: str, width: int, p: Protocol, group: str, forcing=None,
@@ -796,19 +795,11 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
         torch.manual_seed(0)
         built[name] = (matched[name][0], _core(name, matched[name][0], p, group, forcing,
                                                n_layers, modes))
-    samples = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, (_, model) in built.items():
-            samples[name].append(timings(model, x, y, repeats=1))
+    medians = side_by_side({name: model for name, (_, model) in built.items()}, x, y, repeats)
     rows = []
     for name, (width, model) in built.items():
-        rows.append({
-            "model": name, "width": width, "parameters": real_parameter_count(model),
-            "real_channels": _real_channels(model),
-            "forward_ms": float(np.median([s["forward_ms"] for s in samples[name]])),
-            "forward_backward_ms": float(np.median([s["forward_backward_ms"]
-                                                    for s in samples[name]])),
-        })
+        rows.append({"model": name, "width": width, "parameters": real_parameter_count(model),
+                     "real_channels": _real_channels(model), **medians[name]})
     ref = next((r for r in rows if r["model"] == REFERENCE), None)
     for r in rows:
         if ref is not None:
@@ -831,6 +822,19 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
         atomic_write_text(path, text)
     result["table"] = "\n".join(lines)
     return result
+
+
+def side_by_side(models: dict, x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict:
+    """``{name: {"forward_ms", "forward_backward_ms"}}``: medians over ``repeats`` rounds, each
+    round timing every model once in turn (:func:`timings`), so machine load affects them
+    alike."""
+    samples = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            samples[name].append(timings(model, x, y, repeats=1))
+    return {name: {key: float(np.median([t[key] for t in times]))
+                   for key in ("forward_ms", "forward_backward_ms")}
+            for name, times in samples.items()}
 
 
 def _real_channels(model: nn.Module) -> int | None:

@@ -163,30 +163,25 @@ class SpectralConv2d(nn.Module):
             _apply(self._half(self.pairs.block(TENSOR_KINDS, ["R"])), x_r),
         )
         y_r = _apply(self._half(self.pairs.block(["R"], TENSOR_KINDS)), x_t)
-        reg = self.regular_kernel(half=True)
-        if reg is not None:
-            b, g = x.shape[0], self.rep_in.group.order
-            half = reg.unflatten(-1, x_r.shape[-2:])
-            if self.regular == "shared":  # copies g are independent modes of one product
-                xr = x_r.reshape(b, -1, g, *x_r.shape[-2:])
-                yr = mode_matmul(xr, half)
-            else:  # contract over (channel, copy) jointly
-                yr = mode_matmul(x_r, half.reshape(-1, half.shape[2] * g, *half.shape[-2:]))
-            y_r = _add(y_r, yr.reshape(b, -1, *x_r.shape[-2:]))
+        if self.weight_regular is not None:
+            yr = self._regular_product(torch.cat([x_r.real, x_r.imag], -1))
+            y_r = _add(y_r, torch.complex(yr[..., :self.modes], yr[..., self.modes:]))
         window = merge(y_t, y_r, self.out_inv, xw, (len(self.out_t), len(self.out_r)))
         return window_irfft2(window, n)
 
     def _regular_forward(self, x: torch.Tensor, n: int) -> torch.Tensor:
         """The forward pass of an ``R -> R`` layer on real pairs (no complex tensors)."""
-        xs = window_rfft2_pairs(x, self.modes)  # (B, C_in |G|, 2K+1, 2(K+1))
-        reg = self.regular_kernel(half=True)
-        b, g, modes = x.shape[0], self.rep_in.group.order, (xs.shape[2], self.modes)
-        half = reg.unflatten(-1, modes)
+        return window_irfft2_pairs(self._regular_product(window_rfft2_pairs(x, self.modes)), n)
+
+    def _regular_product(self, xs: torch.Tensor) -> torch.Tensor:
+        """The ``R -> R`` kernel on real pairs ``(B, C_in |G|, 2K+1, 2(K+1))`` of the window."""
+        half = self.regular_kernel(half=True).unflatten(-1, (xs.shape[2], self.modes))
+        b, g = xs.shape[0], self.rep_in.group.order
         if self.regular == "shared":  # copies g are independent modes of one product
             ys = pair_mode_matmul(xs.reshape(b, -1, g, *xs.shape[2:]), half)
         else:  # contract over (channel, copy) jointly
-            ys = pair_mode_matmul(xs, half.reshape(-1, half.shape[2] * g, *modes))
-        return window_irfft2_pairs(ys.reshape(b, -1, *xs.shape[2:]), n)
+            ys = pair_mode_matmul(xs, half.reshape(-1, half.shape[2] * g, *half.shape[-2:]))
+        return ys.reshape(b, -1, *xs.shape[2:])
 
     def _half(self, w: torch.Tensor | None) -> torch.Tensor | None:
         """Keep ``ky >= 0`` of a flat-mode kernel ``(..., M*M) -> (..., M, K+1)``."""
