@@ -1,9 +1,10 @@
-"""Side-by-side cost of GRepsFNO variants (width, depth, modes, projection ratio) against G-FNO-p4.
+"""Side-by-side cost of GRepsFNO variants (width, depth, modes, projection, MLP) against G-FNO-p4.
 
 Forward and forward+backward of one quick-protocol batch (20 windows of 10 frames, 32x32),
 every model timed in turn within each round so machine load affects them alike (as
 ``grepsnet bench ns --timing-only``), one torch thread, the median over rounds. G-FNO-p4 runs
-at the bench's width (10), the reference of the ratios.
+at the bench's width (10), the reference of the ratios (each the median over rounds of the
+time over G-FNO-p4's in the same round, with quartiles).
 
 Usage::
 
@@ -21,7 +22,12 @@ import torch
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml._atomic import atomic_write_text
-from grepsnet_sciml.benchmarks.ns import make_protocol, real_parameter_count, side_by_side
+from grepsnet_sciml.benchmarks.ns import (
+    make_protocol,
+    ratio_text,
+    real_parameter_count,
+    side_by_side,
+)
 from grepsnet_sciml.groups import D4
 from grepsnet_sciml.models import GFNO2d, GRepsFNO2d
 
@@ -37,6 +43,7 @@ VARIANTS = {
                                                    "projection_ratio": 1},
     "GRepsFNO w5 L4 modes 10 shared spectral kernels": {"width": 5, "modes": 10,
                                                         "spectral_mixing": "shared"},
+    "GRepsFNO w5 L4 modes 10 block MLP 3xR": {"width": 5, "modes": 10, "mlp_width": 3},
 }
 
 
@@ -53,15 +60,13 @@ def main(repeats: int) -> int:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)
-    medians = side_by_side(built, x, y, repeats)
-    ref = medians["GFNO-p4 w10 (reference)"]["forward_backward_ms"]
-    rows = [{"model": label, "parameters": real_parameter_count(model), **medians[label],
-             "ratio_to_gfno_p4": medians[label]["forward_backward_ms"] / ref}
+    medians = side_by_side(built, x, y, repeats, reference="GFNO-p4 w10 (reference)")
+    rows = [{"model": label, "parameters": real_parameter_count(model), **medians[label]}
             for label, model in built.items()]
-    lines = ["| model | params | fwd ms | fwd+bwd ms | ratio to G-FNO-p4 |",
+    lines = ["| model | params | fwd ms | fwd+bwd ms | ratio to G-FNO-p4 (quartiles) |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['parameters']} | {r['forward_ms']:.0f} | "
-              f"{r['forward_backward_ms']:.0f} | {r['ratio_to_gfno_p4']:.2f} |" for r in rows]
+              f"{r['forward_backward_ms']:.0f} | {ratio_text(r)} |" for r in rows]
     out = ROOT / "benchmarks" / "results"
     atomic_write_text(out / "ns_timing_variants.json", json.dumps(
         {"repeats": repeats, "batch": p.batch_size, "threads": 1, "torch": torch.__version__,

@@ -247,6 +247,9 @@ class GRepsFNOConfig(_Validated):
         Append the invariant radial channel (breaks translation equivariance).
     pointwise : str
         Per-block pointwise network, ``"linear"`` or ``"grepsnet"``.
+    mlp_width : int or None
+        Copies of each hidden kind in the hidden layer of the ``"linear"`` pointwise network
+        (None: ``width``).
     forcing_channel : str
         Feed the data's named forcing as one more input channel (:mod:`~.forcing`; exactly
         invariant under the declared symmetry, fixed in space): ``"auto"`` when the data
@@ -263,6 +266,7 @@ class GRepsFNOConfig(_Validated):
     projection_ratio: int = 2
     radial_embedding: bool = False
     pointwise: str = "linear"
+    mlp_width: int | None = None
     forcing_channel: str = "off"
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -280,7 +284,7 @@ class GRepsFNOC4Config(GRepsFNOConfig):
 
     Attributes
     ----------
-    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, forcing_channel
+    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, mlp_width, forcing_channel
         As :class:`GRepsFNOConfig` (``width x R`` is ``4 width`` real channels).
     """  # noqa: E501
 

@@ -261,3 +261,16 @@ def test_grepsfno_runs_at_its_own_channels_and_modes_per_protocol():
     assert ns.architecture("GRepsFNO", quick, modes=12) == {"n_layers": 4, "modes": 12}
     matched, _ = ns.widths(["GRepsFNO"], quick, "D2('diagonal')")
     assert matched["GRepsFNO"][0] == 10  # 40 real channels over the order-4 group
+
+
+def test_side_by_side_pairs_each_round_with_the_reference():
+    torch.manual_seed(0)
+    models = {"a": torch.nn.Conv2d(2, 1, 1), "b": torch.nn.Conv2d(2, 1, 3, padding=1)}
+    x, y = torch.randn(2, 2, 8, 8), torch.randn(2, 1, 8, 8)
+    out = ns.side_by_side(models, x, y, repeats=3, reference="a")
+    assert out["a"]["ratio_to_reference"] == 1.0  # every round against itself
+    for entry in out.values():
+        assert entry["forward_ms"] > 0 and entry["forward_backward_ms"] > 0
+        assert (entry["ratio_to_reference_q25"] <= entry["ratio_to_reference"]
+                <= entry["ratio_to_reference_q75"])
+    assert "ratio_to_reference" not in ns.side_by_side(models, x, y, repeats=1)["b"]

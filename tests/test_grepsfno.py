@@ -37,6 +37,17 @@ def test_grepsnet_pointwise_blocks_equivariant(dtype):
     assert_equivariant(model, dtype=dtype)
 
 
+@pytest.mark.parametrize("channels", ["regular", "mixed"])
+def test_narrow_block_mlp_equivariant(channels, dtype):
+    """``mlp_width``: the blocks' pointwise MLP through fewer copies of each kind."""
+    model = small(D4(), channels, width=3, n_layers=1, mlp_width=1)
+    mid = model.blocks[0].mlp[1].rep_in
+    assert mid.dim == {"regular": 8, "mixed": 1 + 1 + 2 + 8}[channels]
+    assert_equivariant(model, dtype=dtype)
+    assert model.hparams["mlp_width"] == 1
+    assert GRepsFNO2d.from_hparams(model.hparams).blocks[0].mlp[1].rep_in == mid
+
+
 def test_vorticity_changes_sign_under_reflections():
     model = small(D4(), rep_in="3xT0p").double()
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
@@ -115,6 +126,10 @@ def test_bad_inputs():
         GRepsFNO2d("T0p", "T0p", group=D4(), pointwise="mlp")
     with pytest.raises(ValueError, match="width"):
         GRepsFNO2d("T0p", "T0p", group=D4(), width=0)
+    with pytest.raises(ValueError, match="mlp_width: expected a positive integer, got 0"):
+        GRepsFNO2d("T0p", "T0p", group=D4(), mlp_width=0)
+    with pytest.raises(ValueError, match="mlp_hidden: only the 'linear' mlp"):
+        GRepsFNO2d("T0p", "T0p", group=D4(), pointwise="grepsnet", mlp_width=2)
     with pytest.raises(ValueError, match="attrs: missing 'group'"):
         reps_from_attrs({"representations": "{}"})
     with pytest.raises(ValueError, match="inputs/outputs: 'pressure'"):

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from grepsnet_sciml import Reps
-from grepsnet_sciml.groups import C2, C4, D2, D4, O
+from grepsnet_sciml.groups import C1, C2, C4, D1, D2, D4, O
 from grepsnet_sciml.layers import EquivariantLinear, NormActivation
-from grepsnet_sciml.layers._spectral_dft import window_irfft2, window_rfft2
+from grepsnet_sciml.layers._spectral_conv import pair_mode_matmul
+from grepsnet_sciml.layers._spectral_dft import window_irfft2, window_rfft2, window_rfft2_pairs
 from grepsnet_sciml.layers._spectral_kernels import negation_index, window_index_maps
 from grepsnet_sciml.layers.spectral import (
     EquivariantInstanceNorm2d,
@@ -140,11 +141,37 @@ def test_window_dft_equals_torch_fft_with_gradients(n, modes):
         assert (g_fast - g_ref).abs().max() < 1e-11 * g_ref.abs().max()
 
 
-def test_forward_gathers_the_half_window_of_the_regular_kernel():
-    layer = SpectralConv2d(Reps("2xR", D4()), Reps("3xR", D4()), modes=4, regular="group")
-    full, half = layer.regular_kernel(), layer.regular_kernel(half=True)
+def test_shared_forward_gathers_the_half_window_of_the_regular_kernel():
+    layer = SpectralConv2d(Reps("2xR", D4()), Reps("3xR", D4()), modes=4, regular="shared")
+    full, half = layer.regular_kernel(), layer.regular_kernel("half")
     assert half.shape[-1] == 7 * 4
     assert torch.equal(layer._half(full).flatten(-2), half)
+    with pytest.raises(ValueError, match="at: expected one of"):
+        layer.regular_kernel("orbits")  # only group kernels are gathered on orbits
+
+
+PLANAR = [C1(), C2(), C4(), D1("x"), D1("diagonal"), D2(), D2("diagonal"), D4()]
+# orbits of the 9 x 9 window (modes 5) under the group and k -> -k
+ORBITS = [41, 41, 21, 25, 25, 25, 25, 15]
+
+
+@pytest.mark.parametrize(("group", "n_orbits"), list(zip(PLANAR, ORBITS)), ids=str)
+def test_group_kernels_on_orbit_representatives_equal_the_per_mode_product(group, n_orbits):
+    torch.manual_seed(3)
+    order, modes = group.order, 5
+    layer = SpectralConv2d(Reps("2xR", group), Reps("3xR", group), modes, "group").double()
+    assert layer.orbit_idx.shape == (order, n_orbits)
+    x = torch.randn(3, 2 * order, 12, 12, dtype=torch.float64, requires_grad=True)
+    xs = window_rfft2_pairs(x, modes)  # a real field's: Hermitian on the row ky = 0
+    half = layer.regular_kernel("half")  # every mode of the half window
+    ref = pair_mode_matmul(xs, half.reshape(3 * order, 2 * order, 9, modes))
+    fast = layer._regular_product(xs)
+    assert (fast - ref).abs().max() < 1e-12 * ref.abs().max()
+    probe = torch.randn_like(ref)
+    grads = [torch.autograd.grad((y * probe).sum(), (x, layer.weight_regular), retain_graph=True)
+             for y in (fast, ref)]
+    for g_fast, g_ref in zip(*grads):
+        assert (g_fast - g_ref).abs().max() < 1e-12 * g_ref.abs().max()
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=GROUP_IDS)

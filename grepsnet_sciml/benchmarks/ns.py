@@ -777,7 +777,9 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
 
     No data or training: random inputs of the protocol's shape; the models are timed in
     turn within each of ``repeats`` rounds (so machine load affects them alike) and the
-    median is reported. ``width`` sets every model's width instead of the matched one,
+    median is reported; ``ratio_to_reference`` is the median over rounds of each
+    model's forward+backward time over G-FNO-p4's in the same round (with quartiles,
+    :func:`side_by_side`). ``width`` sets every model's width instead of the matched one,
     ``n_layers`` and ``modes`` every model's Fourier layers and modes instead of the
     protocol's.
     Writes ``ns_timing_<protocol>_<preset>.{json,md}``.
@@ -795,28 +797,25 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
         torch.manual_seed(0)
         built[name] = (matched[name][0], _core(name, matched[name][0], p, group, forcing,
                                                n_layers, modes))
-    medians = side_by_side({name: model for name, (_, model) in built.items()}, x, y, repeats)
+    medians = side_by_side({name: model for name, (_, model) in built.items()}, x, y, repeats,
+                           reference=REFERENCE if REFERENCE in built else None)
     rows = []
     for name, (width, model) in built.items():
         rows.append({"model": name, "width": width, "parameters": real_parameter_count(model),
                      "real_channels": _real_channels(model), **medians[name]})
-    ref = next((r for r in rows if r["model"] == REFERENCE), None)
-    for r in rows:
-        if ref is not None:
-            r["time_ratio_to_reference"] = r["forward_backward_ms"] / ref["forward_backward_ms"]
     result = {"protocol": dataclasses.asdict(p), "preset": preset, "threads": threads,
               "batch": p.batch_size, "repeats": repeats, "rows": rows,
               "torch": torch.__version__}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"ns_timing_{protocol}_{preset}"
-    lines = ["| model | width | params | real channels | fwd ms | fwd+bwd ms | ratio |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | width | params | real channels | fwd ms | fwd+bwd ms | "
+             "ratio (quartiles) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['width']} | {r['parameters']} | "
                      f"{r['real_channels']} | {r['forward_ms']:.0f} | "
                      f"{r['forward_backward_ms']:.0f} | "
-                     f"{r.get('time_ratio_to_reference', math.nan):.2f} |")
+                     f"{ratio_text(r) if 'ratio_to_reference' in r else 'n/a'} |")
     for path, text in ((stem.with_suffix(".json"), json.dumps(result, indent=2)),
                        (stem.with_suffix(".md"), "\n".join(lines) + "\n")):
         atomic_write_text(path, text)
@@ -824,17 +823,44 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
     return result
 
 
-def side_by_side(models: dict, x: torch.Tensor, y: torch.Tensor, repeats: int) -> dict:
+def side_by_side(models: dict, x: torch.Tensor, y: torch.Tensor, repeats: int,
+                 reference: str | None = None) -> dict:
     """``{name: {"forward_ms", "forward_backward_ms"}}``: medians over ``repeats`` rounds, each
-    round timing every model once in turn (:func:`timings`), so machine load affects them
-    alike."""
+    round timing every model once in turn (:func:`timings`; every other round in reverse
+    order), so machine load affects them alike.
+
+    With a ``reference`` (one of ``models``) each entry also has ``ratio_to_reference``, the
+    median over rounds of the forward+backward time over the reference's in the same round,
+    and its quartiles ``ratio_to_reference_q25`` / ``_q75``: paired within rounds, steadier
+    than a ratio of medians on a loaded machine.
+    """
     samples = {name: [] for name in models}
-    for _ in range(repeats):
-        for name, model in models.items():
-            samples[name].append(timings(model, x, y, repeats=1))
-    return {name: {key: float(np.median([t[key] for t in times]))
-                   for key in ("forward_ms", "forward_backward_ms")}
-            for name, times in samples.items()}
+    names = list(models)
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            samples[name].append(timings(models[name], x, y, repeats=1))
+    out = {name: {key: float(np.median([t[key] for t in times]))
+                  for key in ("forward_ms", "forward_backward_ms")}
+           for name, times in samples.items()}
+    if reference is not None:
+        ref = [t["forward_backward_ms"] for t in samples[reference]]
+        for name, times in samples.items():
+            out[name].update(paired_ratio([t["forward_backward_ms"] for t in times], ref))
+    return out
+
+
+def paired_ratio(values, reference) -> dict:
+    """``{"ratio_to_reference", "ratio_to_reference_q25", "ratio_to_reference_q75"}``: the
+    median and quartiles of ``values[i] / reference[i]`` (times of the same round)."""
+    q25, q50, q75 = np.percentile([a / b for a, b in zip(values, reference)], [25, 50, 75])
+    return {"ratio_to_reference": float(q50), "ratio_to_reference_q25": float(q25),
+            "ratio_to_reference_q75": float(q75)}
+
+
+def ratio_text(row: dict) -> str:
+    """``"1.04 (1.01-1.10)"``: a row's :func:`paired_ratio` for a table."""
+    return (f"{row['ratio_to_reference']:.2f} ({row['ratio_to_reference_q25']:.2f}-"
+            f"{row['ratio_to_reference_q75']:.2f})")
 
 
 def _real_channels(model: nn.Module) -> int | None:

@@ -37,6 +37,9 @@ class FourierBlock2d(nn.Module):
         No activation at the end.
     pointwise : {"linear", "grepsnet"}
         The ``mlp`` (see above).
+    mlp_hidden : Reps, optional
+        Type of the hidden layer of the ``"linear"`` ``mlp`` (default ``reps``; narrower is
+        cheaper, as neuraloperator's ``channel_mlp_expansion``).
     """
 
     domain = "grid"
@@ -50,10 +53,18 @@ class FourierBlock2d(nn.Module):
         pointwise_regular: str = "mean",
         last: bool = False,
         pointwise: str = "linear",
+        mlp_hidden: Reps | None = None,
     ):
         super().__init__()
         if pointwise not in ("linear", "grepsnet"):
             raise ValueError(f"pointwise: expected 'linear' or 'grepsnet', got {pointwise!r}")
+        if mlp_hidden is not None and pointwise != "linear":
+            raise ValueError(f"mlp_hidden: only the 'linear' mlp has a hidden type, got "
+                             f"pointwise={pointwise!r}")
+        if mlp_hidden is not None and mlp_hidden.group != reps.group:
+            raise ValueError(f"mlp_hidden: its group {mlp_hidden.group!r} is not reps' "
+                             f"{reps.group!r}")
+        mid = reps if mlp_hidden is None else mlp_hidden
         self.rep_in = self.rep_out = reps
         self.norm = EquivariantInstanceNorm2d(reps)
         self.spectral = SpectralConv2d(reps, reps, modes, regular=spectral_regular)
@@ -61,9 +72,9 @@ class FourierBlock2d(nn.Module):
             self.mlp = GRepsLayer(reps, reps, domain="grid", residual=False)
         else:
             self.mlp = nn.Sequential(
-                EquivariantLinear(reps, reps, domain="grid", regular=pointwise_regular),
-                NormActivation(reps, domain="grid"),
-                EquivariantLinear(reps, reps, domain="grid", regular=pointwise_regular),
+                EquivariantLinear(reps, mid, domain="grid", regular=pointwise_regular),
+                NormActivation(mid, domain="grid"),
+                EquivariantLinear(mid, reps, domain="grid", regular=pointwise_regular),
             )
         self.skip = EquivariantLinear(reps, reps, domain="grid", regular=pointwise_regular)
         self.act = None if last else NormActivation(reps, domain="grid")

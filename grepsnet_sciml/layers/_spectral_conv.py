@@ -22,6 +22,7 @@ from ._spectral_kernels import (
     spectral_init_std,
     window_index_maps,
 )
+from ._spectral_orbits import WindowOrbits
 from ._spectral_typed import (
     TENSOR_KINDS,
     KindPairs,
@@ -63,7 +64,9 @@ class SpectralConv2d(nn.Module):
     ``forward``: ``(batch, rep_in.dim, N, N) -> (batch, rep_out.dim, N, N)``, implementing
     ``y = irfft2(W . rfft2(x))`` on the window, both transforms restricted to the window
     (:func:`~._spectral_dft.window_rfft2`: two real matrix products each, cheaper than FFTs
-    for FNO-sized windows and in the backward pass). Equivariance:
+    for FNO-sized windows and in the backward pass). With ``regular="group"`` the ``R -> R``
+    kernel is gathered on one mode per orbit of the group only and applied to the orbit's
+    inputs stacked along the batch (:mod:`._spectral_orbits`). Equivariance:
     ``f(rho_in(g) x(g^{-1} . + s)) = rho_out(g) f(x)(g^{-1} . + s)`` for every ``g`` and shift
     ``s``.
     """
@@ -101,18 +104,36 @@ class SpectralConv2d(nn.Module):
             shape = [c_out, c_in] + ([group.order] if regular == "group" else []) + [m2, 2]
             self.weight_regular = nn.Parameter(scale * torch.randn(shape))
             self.n_free += c_out * c_in * m2 * (group.order if regular == "group" else 1)
+            if regular == "group":
+                self._register_orbits(WindowOrbits(group, modes), idx, c_in, c_out)
         else:
             self.weight_regular = None
 
+    def _register_orbits(self, orbits: WindowOrbits, idx: torch.Tensor, c_in: int, c_out: int):
+        """Buffers of the orbit-stacked ``R -> R`` product (see ``_spectral_orbits``)."""
+        self.register_buffer("orbit_idx", idx[:, orbits.representatives], persistent=False)
+        self.orbit_classes = orbits.classes
+        for name, (index, sign) in (("orbit_in", orbits.gather_index(c_in)),
+                                    ("orbit_out", orbits.scatter_index(c_out))):
+            self.register_buffer(f"{name}_index", index, persistent=False)
+            self.register_buffer(f"{name}_sign", sign, persistent=False)
+
     # ----- kernels ---------------------------------------------------------------------------
-    def regular_kernel(self, half: bool = False) -> torch.Tensor | None:
+    def regular_kernel(self, at: str = "window") -> torch.Tensor | None:
         """R -> R kernel: ``(C_out, C_in, |G|, L)`` (shared) or ``(C_out, |G|, C_in, |G|, L)``
-        (group), or None; ``L = M*M`` modes of the window, or its ``M (K + 1)`` modes with
-        ``ky >= 0`` when ``half`` (what the forward pass uses: only those are gathered)."""
+        (group), or None. ``at`` picks the ``L`` modes: ``"window"`` all ``M*M``, ``"half"``
+        the ``M (K + 1)`` with ``ky >= 0`` (the shared forward pass), ``"orbits"`` one
+        representative per orbit of the group (the group forward pass, see
+        ``_spectral_orbits``)."""
         if self.weight_regular is None:
             return None
+        choices = {"window": self.modes_idx, "half": self.half_idx}
+        if self.regular == "group":
+            choices["orbits"] = self.orbit_idx
+        if at not in choices:
+            raise ValueError(f"at: expected one of {sorted(choices)}, got {at!r}")
         w = hermitian(torch.view_as_complex(self.weight_regular), self.neg)
-        modes_idx = self.half_idx if half else self.modes_idx
+        modes_idx = choices[at]
         if self.regular == "shared":
             return w[..., modes_idx]
         # K[o, h, c, g](k) = W[o, c, h^{-1} g](h^{-1} k)
@@ -175,13 +196,31 @@ class SpectralConv2d(nn.Module):
 
     def _regular_product(self, xs: torch.Tensor) -> torch.Tensor:
         """The ``R -> R`` kernel on real pairs ``(B, C_in |G|, 2K+1, 2(K+1))`` of the window."""
-        half = self.regular_kernel(half=True).unflatten(-1, (xs.shape[2], self.modes))
-        b, g = xs.shape[0], self.rep_in.group.order
-        if self.regular == "shared":  # copies g are independent modes of one product
-            ys = pair_mode_matmul(xs.reshape(b, -1, g, *xs.shape[2:]), half)
-        else:  # contract over (channel, copy) jointly
-            ys = pair_mode_matmul(xs, half.reshape(-1, half.shape[2] * g, *half.shape[-2:]))
+        b = xs.shape[0]
+        if self.regular == "group":
+            return self._orbit_product(xs)
+        # shared: the copies are independent modes of one product
+        half = self.regular_kernel("half").unflatten(-1, (xs.shape[2], self.modes))
+        ys = pair_mode_matmul(xs.reshape(b, -1, self.rep_in.group.order, *xs.shape[2:]), half)
         return ys.reshape(b, -1, *xs.shape[2:])
+
+    def _orbit_product(self, xs: torch.Tensor) -> torch.Tensor:
+        """Group kernels on the orbit representatives only, the orbits' inputs stacked along
+        the batch: ``rho(e)^{-1} y(e f) = K(f) rho(e)^{-1} x(e f)`` (``_spectral_orbits``)."""
+        k = self.regular_kernel("orbits")  # (C_out, G, C_in, G, F)
+        co, g, ci, _, f = k.shape
+        w = pair_kernel(k.reshape(co * g, ci * g, f))  # (F, 2 C_in G, 2 C_out G)
+        b = xs.shape[0]
+        x = xs.reshape(b, -1).index_select(1, self.orbit_in_index) * self.orbit_in_sign
+        x = x.view(b, -1, w.shape[1]).transpose(0, 1)  # (slots, B, 2 C_in G)
+        ys, slot, rep = [], 0, 0
+        for n_orbits, n_elements in self.orbit_classes:  # one batched product per class
+            xc = x[slot:slot + n_orbits * n_elements].reshape(n_orbits, n_elements * b, -1)
+            ys.append(torch.bmm(xc, w[rep:rep + n_orbits]).view(n_orbits * n_elements, b, -1))
+            slot, rep = slot + n_orbits * n_elements, rep + n_orbits
+        y = torch.cat(ys).transpose(0, 1).reshape(b, -1)
+        y = y.index_select(1, self.orbit_out_index) * self.orbit_out_sign
+        return y.view(b, -1, *xs.shape[2:])
 
     def _half(self, w: torch.Tensor | None) -> torch.Tensor | None:
         """Keep ``ky >= 0`` of a flat-mode kernel ``(..., M*M) -> (..., M, K+1)``."""
@@ -224,12 +263,19 @@ def pair_mode_matmul(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     b, i, outer, m = x.shape[0], x.shape[1], x.shape[2:-1], x.shape[-1] // 2
     o, p = w.shape[0], math.prod(outer)
     xm = x.reshape(b, i, p, 2, m).permute(2, 4, 0, 3, 1).reshape(p * m, b, 2 * i)
-    wm = torch.view_as_real(w).reshape(o, i, p * m, 2).permute(2, 3, 1, 0)  # (P m, 2, I, O)
-    re, im = wm[:, 0], wm[:, 1]
-    # [[Re w, Im w], [-Im w, Re w]] from real views: no complex gradients to zero-fill
-    wr = torch.stack([torch.stack([re, im], 2), torch.stack([-im, re], 2)], 1)
-    y = torch.bmm(xm, wr.reshape(p * m, 2 * i, 2 * o))  # (P m, B, 2O): [Re y | Im y]
+    y = torch.bmm(xm, pair_kernel(w.reshape(o, i, p * m)))  # (P m, B, 2O): [Re y | Im y]
     return y.reshape(p, m, b, 2, o).permute(2, 4, 0, 3, 1).reshape(b, o, *outer, 2 * m)
+
+
+def pair_kernel(w: torch.Tensor) -> torch.Tensor:
+    """Complex per-mode matrices ``(O, I, L)`` as the real ``(L, 2I, 2O)`` that maps
+    ``[Re x | Im x]`` to ``[Re y | Im y]``: ``[[Re w^T, Im w^T], [-Im w^T, Re w^T]]``, built
+    from real views (no complex gradients to zero-fill)."""
+    o, i, n_modes = w.shape
+    wm = torch.view_as_real(w).permute(2, 3, 1, 0)  # (L, 2, I, O)
+    re, im = wm[:, 0], wm[:, 1]
+    wr = torch.stack([torch.stack([re, im], 2), torch.stack([-im, re], 2)], 1)
+    return wr.reshape(n_modes, 2 * i, 2 * o)
 
 
 def _add(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:

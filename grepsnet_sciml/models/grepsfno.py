@@ -15,11 +15,12 @@ convolved with the rotated shared kernel), tensor fields (T0, T0p, T1, T2) or bo
 Cost. With ``width x R`` hidden channels and ``spectral_mixing="shared"`` a spectral layer
 holds ``width^2 (2 modes - 1)^2`` real weights and costs ``|G| width^2`` complex products per
 mode; ``"group"`` (the default, G-FNO's group convolution) holds ``|G| width^2 (2 modes -
-1)^2`` and costs ``(|G| width)^2``. The spectral part (window transforms, kernel
-expansion, per-mode products) grows with the window: at ``5 x R`` over D4 and modes 10 on
-32x32 grids it is about 40% of a CPU training step, the pointwise layers, norms and
-activations over the ``|G| width`` real channels the rest (``grepsnet bench ns
---timing-only`` measures the cost side by side).
+1)^2`` and costs ``(|G| width)^2``, its kernel gathered on one mode per orbit of the group
+(a quarter of the half window for D4). The spectral part (window transforms, per-mode
+products) grows with the window: at ``5 x R`` over D4 and modes 10 on 32x32 grids it is
+about 35-40% of a CPU training step, the pointwise layers, norms and activations over the
+``|G| width`` real channels the rest (``grepsnet bench ns --timing-only`` measures the cost
+side by side).
 
 Examples
 --------
@@ -119,6 +120,9 @@ class GRepsFNO2d(nn.Module):
     pointwise : {"linear", "grepsnet"}
         Per-block pointwise network: G-FNO-style two equivariant 1x1 layers, or the core's
         :class:`~grepsnet_sciml.layers.GRepsLayer` (see :class:`FourierBlock2d`).
+    mlp_width : int, optional
+        Multiplicity of each hidden kind in the hidden layer of the ``"linear"`` pointwise
+        network (default ``width``; ignored with an explicit ``hidden``... not allowed).
 
     Attributes
     ----------
@@ -162,6 +166,7 @@ class GRepsFNO2d(nn.Module):
         projection_ratio: int = 2,
         radial_embedding: bool = False,
         pointwise: str = "linear",
+        mlp_width: int | None = None,
     ):
         super().__init__()
         rep_in = _as_reps(rep_in, group, "rep_in")
@@ -174,15 +179,14 @@ class GRepsFNO2d(nn.Module):
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
         if channels not in CHANNELS:
             raise ValueError(f"channels: expected one of {CHANNELS}, got {channels!r}")
+        if mlp_width is not None:
+            if isinstance(mlp_width, bool) or not isinstance(mlp_width, int) or mlp_width < 1:
+                raise ValueError(f"mlp_width: expected a positive integer, got {mlp_width!r}")
         g = rep_in.group
         if hidden is None:
-            spec = {
-                "regular": f"{width}xR",
-                "tensor": f"{width}xT0 + {width}xT0p + {width}xT1 + {width}xT2",
-                "mixed": f"{width}xT0 + {width}xT0p + {width}xT1 + {width}xR",
-            }[channels]
-            hidden = Reps(spec, g)
+            hidden = Reps(_hidden_spec(channels, width), g)
         hidden = _as_reps(hidden, g, "hidden")
+        mlp_hidden = None if mlp_width is None else Reps(_hidden_spec(channels, mlp_width), g)
         self.rep_in, self.rep_out, self.hidden = rep_in, rep_out, hidden
         self.modes, self.channels = modes, channels
         self.hparams = {
@@ -191,6 +195,7 @@ class GRepsFNO2d(nn.Module):
             "regular_mixing": regular_mixing, "spectral_mixing": spectral_mixing,
             "projection_ratio": projection_ratio,
             "radial_embedding": bool(radial_embedding), "pointwise": pointwise,
+            "mlp_width": mlp_width,
         }
         self.radial_embedding = bool(radial_embedding)
         self.translation_equivariant = not self.radial_embedding
@@ -207,7 +212,7 @@ class GRepsFNO2d(nn.Module):
         self.lift = EquivariantLinear(lift_in, hidden, domain="grid", regular=regular_mixing)
         self.blocks = nn.ModuleList(
             FourierBlock2d(hidden, modes, spectral_mixing, regular_mixing, last=(i == n_layers - 1),
-                           pointwise=pointwise)
+                           pointwise=pointwise, mlp_hidden=mlp_hidden)
             for i in range(n_layers)
         )
         mid = _reaching(hidden, rep_out) * projection_ratio
@@ -272,6 +277,15 @@ def _reaching(hidden: Reps, rep_out: Reps) -> Reps:
         if EquivariantLinear(Reps(b.kind, hidden.group), rep_out, bias=False, regular="mean").n_free
     ]
     return Reps(keep, hidden.group) if keep else hidden
+
+
+def _hidden_spec(channels: str, width: int) -> str:
+    """The hidden type of ``width`` copies of each kind of ``channels``."""
+    return {
+        "regular": f"{width}xR",
+        "tensor": f"{width}xT0 + {width}xT0p + {width}xT1 + {width}xT2",
+        "mixed": f"{width}xT0 + {width}xT0p + {width}xT1 + {width}xR",
+    }[channels]
 
 
 def _as_reps(reps, group, argument: str) -> Reps:
