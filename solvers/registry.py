@@ -247,6 +247,8 @@ class GRepsFNOConfig(_Validated):
         Append the invariant radial channel (breaks translation equivariance).
     pointwise : str
         Per-block pointwise network, ``"linear"`` or ``"grepsnet"``.
+    output_dealias : bool
+        Filter the output to the NS solver's 2/3-rule band (``DealiasFilter2d``).
     mlp_width : int or None
         Copies of each hidden kind in the hidden layer of the ``"linear"`` pointwise network
         (None: ``width``).
@@ -267,6 +269,7 @@ class GRepsFNOConfig(_Validated):
     radial_embedding: bool = False
     pointwise: str = "linear"
     mlp_width: int | None = None
+    output_dealias: bool = False
     forcing_channel: str = "off"
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -284,7 +287,7 @@ class GRepsFNOC4Config(GRepsFNOConfig):
 
     Attributes
     ----------
-    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, mlp_width, forcing_channel
+    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, mlp_width, output_dealias, forcing_channel
         As :class:`GRepsFNOConfig` (``width x R`` is ``4 width`` real channels).
     """  # noqa: E501
 

@@ -48,6 +48,17 @@ def test_narrow_block_mlp_equivariant(channels, dtype):
     assert GRepsFNO2d.from_hparams(model.hparams).blocks[0].mlp[1].rep_in == mid
 
 
+def test_dealiased_output_equivariant_and_in_the_solvers_band(dtype):
+    model = small(D4(), n_layers=1, output_dealias=True)
+    assert_equivariant(model, dtype=dtype)
+    out = model(torch.randn(2, 5, 16, 16))
+    spectrum = torch.fft.rfft2(out).abs()
+    k = torch.fft.fftfreq(16, 1.0 / 16).abs()
+    outside = (k[:, None] > 16 / 3) | (k[None, :9] > 16 / 3)
+    assert spectrum[..., outside].max() < 1e-5 * spectrum.max()
+    assert GRepsFNO2d.from_hparams(model.hparams).dealias is not None
+
+
 def test_vorticity_changes_sign_under_reflections():
     model = small(D4(), rep_in="3xT0p").double()
     x = torch.randn(2, 3, 16, 16, dtype=torch.float64)

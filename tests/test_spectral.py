@@ -12,6 +12,7 @@ from grepsnet_sciml.layers._spectral_conv import pair_mode_matmul
 from grepsnet_sciml.layers._spectral_dft import window_irfft2, window_rfft2, window_rfft2_pairs
 from grepsnet_sciml.layers._spectral_kernels import negation_index, window_index_maps
 from grepsnet_sciml.layers.spectral import (
+    DealiasFilter2d,
     EquivariantInstanceNorm2d,
     FourierBlock2d,
     SpectralConv2d,
@@ -371,5 +372,29 @@ def test_spectral_module_re_exports_the_grid_layers():
         "SpectralConv2d", "spectral_conv_reference", "FourierBlock2d",
         "EquivariantInstanceNorm2d", "SpectralGradient",
         "SpectralDivergence", "SpectralCurl", "SpectralHessian", "count_free_parameters",
-        "radial_channel",
+        "radial_channel", "DealiasFilter2d",
     }
+
+
+# ----- dealiasing filter -----------------------------------------------------------------------
+def test_dealias_filter_equivariant_for_every_type(dtype):
+    reps = Reps("T0 + T0p + T1 + T2 + R", D4())
+    report = assert_equivariant(DealiasFilter2d(reps), dtype=dtype)
+    assert len(report.rows) == 8
+
+
+def test_dealias_filter_keeps_the_solvers_band_and_drops_the_rest():
+    n = 24  # band edge (2/3) 12 = 8
+    x = torch.arange(n, dtype=torch.float64) / n
+    xx, yy = torch.meshgrid(x, x, indexing="ij")
+    kept = torch.cos(2 * math.pi * (8 * xx - 3 * yy)) + torch.sin(2 * math.pi * 8 * yy)
+    dropped = torch.cos(2 * math.pi * (9 * xx + yy)) + torch.sin(2 * math.pi * (2 * xx - 9 * yy))
+    field = (kept + dropped)[None, None]
+    out = DealiasFilter2d(Reps("T0", D4()))(field)
+    assert (out[0, 0] - kept).abs().max() < 1e-12
+    # the same band as the solver's 2/3 rule, |k| <= (2/3)(N/2)
+    mask = DealiasFilter2d(Reps("T0", D4())).mask(n)
+    k = torch.fft.fftfreq(n, 1.0 / n).abs()
+    assert torch.equal(mask, (k[:, None] <= 8) & (k[None, : n // 2 + 1] <= 8))
+    with pytest.raises(ValueError, match="fraction: expected a number in"):
+        DealiasFilter2d(Reps("T0", D4()), fraction=1.5)

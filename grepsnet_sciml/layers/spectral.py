@@ -32,9 +32,10 @@ Examples
 torch.Size([5, 24, 16, 16])
 
 The layers live in private modules: the convolution in ``_spectral_conv``, the instance norm
-in ``_spectral_pointwise``, the Fourier block in ``_spectral_block`` and the spectral
-derivatives in ``_spectral_derivatives``. The pointwise linear map and activation on grids
-are :class:`~grepsnet_sciml.layers.EquivariantLinear` and
+in ``_spectral_pointwise``, the Fourier block in ``_spectral_block``, the spectral
+derivatives in ``_spectral_derivatives`` and the dealiasing filter in ``_spectral_filter``.
+The pointwise linear map and activation on grids are
+:class:`~grepsnet_sciml.layers.EquivariantLinear` and
 :class:`~grepsnet_sciml.layers.NormActivation` with ``domain="grid"``.
 """
 
@@ -50,6 +51,7 @@ from ._spectral_derivatives import (
     SpectralGradient,
     SpectralHessian,
 )
+from ._spectral_filter import DealiasFilter2d
 from ._spectral_pointwise import EquivariantInstanceNorm2d, count_free_parameters, radial_channel
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "SpectralDivergence",
     "SpectralCurl",
     "SpectralHessian",
+    "DealiasFilter2d",
     "count_free_parameters",
     "radial_channel",
 ]

@@ -40,7 +40,12 @@ from torch import nn
 from ..groups import group_from_string
 from ..layers.linear import EquivariantLinear
 from ..layers.nonlinear import NormActivation
-from ..layers.spectral import FourierBlock2d, count_free_parameters, radial_channel
+from ..layers.spectral import (
+    DealiasFilter2d,
+    FourierBlock2d,
+    count_free_parameters,
+    radial_channel,
+)
 from ..reps import Reps
 
 __all__ = ["GRepsFNO2d", "reps_from_attrs"]
@@ -120,6 +125,10 @@ class GRepsFNO2d(nn.Module):
     pointwise : {"linear", "grepsnet"}
         Per-block pointwise network: G-FNO-style two equivariant 1x1 layers, or the core's
         :class:`~grepsnet_sciml.layers.GRepsLayer` (see :class:`FourierBlock2d`).
+    output_dealias : bool
+        Filter the output to the NS solver's 2/3-rule band
+        (:class:`~grepsnet_sciml.layers.spectral.DealiasFilter2d`): no energy where the
+        solver's states have none (off by default).
     mlp_width : int, optional
         Multiplicity of each hidden kind in the hidden layer of the ``"linear"`` pointwise
         network (default ``width``; ignored with an explicit ``hidden``... not allowed).
@@ -167,6 +176,7 @@ class GRepsFNO2d(nn.Module):
         radial_embedding: bool = False,
         pointwise: str = "linear",
         mlp_width: int | None = None,
+        output_dealias: bool = False,
     ):
         super().__init__()
         rep_in = _as_reps(rep_in, group, "rep_in")
@@ -195,7 +205,7 @@ class GRepsFNO2d(nn.Module):
             "regular_mixing": regular_mixing, "spectral_mixing": spectral_mixing,
             "projection_ratio": projection_ratio,
             "radial_embedding": bool(radial_embedding), "pointwise": pointwise,
-            "mlp_width": mlp_width,
+            "mlp_width": mlp_width, "output_dealias": bool(output_dealias),
         }
         self.radial_embedding = bool(radial_embedding)
         self.translation_equivariant = not self.radial_embedding
@@ -219,6 +229,7 @@ class GRepsFNO2d(nn.Module):
         self.project1 = EquivariantLinear(hidden, mid, domain="grid", regular=regular_mixing)
         self.project_act = NormActivation(mid, domain="grid")
         self.project2 = EquivariantLinear(mid, rep_out, domain="grid", regular=regular_mixing)
+        self.dealias = DealiasFilter2d(rep_out) if output_dealias else None
 
     @classmethod
     def from_hparams(cls, hparams: dict) -> GRepsFNO2d:
@@ -253,7 +264,8 @@ class GRepsFNO2d(nn.Module):
         x = self.lift(x)
         for block in self.blocks:
             x = block(x)
-        return self.project2(self.project_act(self.project1(x)))
+        y = self.project2(self.project_act(self.project1(x)))
+        return y if self.dealias is None else self.dealias(y)
 
 
     def _squared_norms(self, x: torch.Tensor) -> torch.Tensor:
