@@ -70,7 +70,8 @@ class DemoConfig:
     ns_epochs : int
         Epochs of each NS surrogate.
     grepsfno_width : int
-        Regular channels of GRepsFNO (``width x R``, 8 real channels each for D4).
+        Regular channels of GRepsFNO (``width x R``, 8 real channels each for D4; 5, the
+        model's default).
     ns_rollout : int
         Rollout steps against the solver (past the ``ns_frames`` training horizon).
     particle_train, particle_test : int
@@ -93,7 +94,7 @@ class DemoConfig:
     ns_frames: int = 20
     t_in: int = 4
     ns_epochs: int = 25
-    grepsfno_width: int = 6
+    grepsfno_width: int = 5
     ns_rollout: int = 40
     particle_train: int = 160
     particle_test: int = 4

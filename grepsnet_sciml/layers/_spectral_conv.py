@@ -210,17 +210,18 @@ class SpectralConv2d(nn.Module):
         k = self.regular_kernel("orbits")  # (C_out, G, C_in, G, F)
         co, g, ci, _, f = k.shape
         w = pair_kernel(k.reshape(co * g, ci * g, f))  # (F, 2 C_in G, 2 C_out G)
-        b = xs.shape[0]
-        x = xs.reshape(b, -1).index_select(1, self.orbit_in_index) * self.orbit_in_sign
-        x = x.view(b, -1, w.shape[1]).transpose(0, 1)  # (slots, B, 2 C_in G)
+        b, rows = xs.shape[0], xs.shape[2]
+        x = xs.reshape(b, -1).index_select(1, self.orbit_in_index)
+        x = (x.view(b, -1, 2, w.shape[1] // 2) * self.orbit_in_sign).view(b, -1, w.shape[1])
+        x = x.transpose(0, 1)  # (slots, B, 2 C_in G)
         ys, slot, rep = [], 0, 0
         for n_orbits, n_elements in self.orbit_classes:  # one batched product per class
             xc = x[slot:slot + n_orbits * n_elements].reshape(n_orbits, n_elements * b, -1)
             ys.append(torch.bmm(xc, w[rep:rep + n_orbits]).view(n_orbits * n_elements, b, -1))
             slot, rep = slot + n_orbits * n_elements, rep + n_orbits
         y = torch.cat(ys).transpose(0, 1).reshape(b, -1)
-        y = y.index_select(1, self.orbit_out_index) * self.orbit_out_sign
-        return y.view(b, -1, *xs.shape[2:])
+        y = y.index_select(1, self.orbit_out_index).view(b, -1, rows, 2, self.modes)
+        return (y * self.orbit_out_sign).view(b, -1, *xs.shape[2:])
 
     def _half(self, w: torch.Tensor | None) -> torch.Tensor | None:
         """Keep ``ky >= 0`` of a flat-mode kernel ``(..., M*M) -> (..., M, K+1)``."""

@@ -106,9 +106,9 @@ class WindowOrbits:
 
         Returns ``index`` ``(S 2 C,)`` long into one sample's flat window
         ``(C, M, 2 (K + 1))`` (layout of :func:`~._spectral_dft.window_rfft2_pairs`,
-        ``C = copies |G|``) and ``sign`` (float32, ``-1`` on conjugated imaginary parts), so that
-        ``(x.flatten(1)[:, index] * sign).view(B, S, 2 C)`` holds ``[Re | Im] rho(e)^{-1}
-        x(e f)`` of every slot over channels ``(copy, h)``.
+        ``C = copies |G|``) and ``sign`` ``(S, 2, 1)`` (float32, ``-1`` on conjugated imaginary
+        parts), so that ``x.flatten(1)[:, index].view(B, S, 2, C) * sign`` holds
+        ``[Re | Im] rho(e)^{-1} x(e f)`` of every slot over channels ``(copy, h)``.
         """
         m, order = self.modes, self.group.order
         perm = self.group.multiplication_table[self.element]  # (S, |G|): e h
@@ -117,16 +117,17 @@ class WindowOrbits:
         ri = torch.arange(2)[None, :, None, None]
         index = ((channel[:, None] * (2 * m - 1) + kx[:, None, None, None]) * 2 + ri) * m \
             + ky[:, None, None, None]  # (S, 2, copies, |G|)
-        sign = torch.ones(len(self.element), 2, 1, 1)
+        sign = torch.ones(len(self.element), 2, 1)
         sign[:, 1][self.source_conj] = -1.0
-        return index.reshape(-1), sign.expand(index.shape).reshape(-1).contiguous()
+        return index.reshape(-1), sign
 
     def scatter_index(self, copies: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Put stacked orbit outputs of ``copies x R`` back on the half window.
 
         Returns ``index`` ``(C M 2 (K + 1),)`` long into one sample's flat stack ``(S, 2 C)``
-        and ``sign`` (float32), so that ``(y.flatten(1)[:, index] * sign).view(B, C, M,
-        2 (K + 1))`` is ``rho(e) y`` of the covering slot, conjugated where it holds ``-p``.
+        and ``sign`` ``(M, 2, K + 1)`` (float32), so that ``y.flatten(1)[:, index].view(B, C,
+        M, 2, K + 1) * sign`` is ``rho(e) y`` of the covering slot, conjugated where it holds
+        ``-p``.
         """
         m, order = self.modes, self.group.order
         inverse = torch.tensor([self.group.inverse_index(a) for a in range(order)])
@@ -140,5 +141,5 @@ class WindowOrbits:
         ri = torch.arange(2).view(1, 1, 1, 2, 1)
         index = (slot[None, None, :, None, :] * 2 + ri) * (copies * order) \
             + channel[:, :, :, None, :]
-        sign = torch.where(conj[:, None, :].expand(rows, 2, m) & (ri[0, 0] == 1), -1.0, 1.0)
-        return index.reshape(-1), sign.expand(index.shape).reshape(-1).contiguous()
+        sign = torch.where(conj[:, None, :] & (ri[0, 0] == 1), -1.0, 1.0)  # (M, 2, K + 1)
+        return index.reshape(-1), sign
