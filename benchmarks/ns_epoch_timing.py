@@ -18,7 +18,6 @@ writes ``benchmarks/results/ns_epoch_timing.{json,md}`` (data in the bench's cac
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grepsnet_sciml._atomic import atomic_write_text
 from grepsnet_sciml.benchmarks import ns
 from grepsnet_sciml.solvers.experiment import train
 
@@ -60,11 +58,9 @@ def main(epochs: int, models: list[str], protocol: str, preset: str) -> int:
     lines = ["| model | width | s/epoch | ratio to G-FNO-p4 (quartiles) |", "|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['width']} | {r['seconds_per_epoch']:.1f} | "
               f"{ns.ratio_text(r)} |" for r in rows]
-    out = ROOT / "benchmarks" / "results"
-    atomic_write_text(out / "ns_epoch_timing.json", json.dumps(
-        {"protocol": protocol, "preset": preset, "epochs": epochs, "threads": 1,
-         "torch": torch.__version__, "rows": rows}, indent=1))
-    atomic_write_text(out / "ns_epoch_timing.md", "\n".join(lines) + "\n")
+    ns.write_table(ROOT / "benchmarks" / "results" / "ns_epoch_timing",
+                   {"protocol": protocol, "preset": preset, "epochs": epochs, "threads": 1,
+                    "torch": torch.__version__, "rows": rows}, lines)
     print("\n".join(lines))
     return 0
 

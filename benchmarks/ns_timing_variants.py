@@ -14,19 +14,18 @@ writes ``benchmarks/results/ns_timing_variants.{json,md}``.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
 from grepsnet_sciml import Reps
-from grepsnet_sciml._atomic import atomic_write_text
 from grepsnet_sciml.benchmarks.ns import (
     make_protocol,
     ratio_text,
     real_parameter_count,
     side_by_side,
+    write_table,
 )
 from grepsnet_sciml.groups import D4
 from grepsnet_sciml.models import GFNO2d, GRepsFNO2d
@@ -67,11 +66,9 @@ def main(repeats: int) -> int:
              "|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['parameters']} | {r['forward_ms']:.0f} | "
               f"{r['forward_backward_ms']:.0f} | {ratio_text(r)} |" for r in rows]
-    out = ROOT / "benchmarks" / "results"
-    atomic_write_text(out / "ns_timing_variants.json", json.dumps(
-        {"repeats": repeats, "batch": p.batch_size, "threads": 1, "torch": torch.__version__,
-         "rows": rows}, indent=1))
-    atomic_write_text(out / "ns_timing_variants.md", "\n".join(lines) + "\n")
+    write_table(ROOT / "benchmarks" / "results" / "ns_timing_variants",
+                {"repeats": repeats, "batch": p.batch_size, "threads": 1,
+                 "torch": torch.__version__, "rows": rows}, lines)
     print("\n".join(lines))
     return 0
 

@@ -202,15 +202,20 @@ def test_depth_sweep_names_its_rows_and_keeps_them_apart_in_the_summary(runs, tm
     assert row["config"].endswith(f"GRepsFNO_w{matched['width']}_L1_seed0.toml")
     assert load_config(row["config"]).model.n_layers == 1
     assert row["parameters"] < matched["parameters"]
-    merged = ns.merge([root / "a" / "ns_tiny_ns-sym.json", tmp_path / "d" / "ns_tiny_ns-sym.json"],
-                      tmp_path / "m")
-    depths = [(e["width"], e["n_layers"]) for e in merged["summary"] if e["model"] == "GRepsFNO"]
+    summary, table = _merged_beside_matched(root, tmp_path)
+    depths = [(e["width"], e["n_layers"]) for e in summary if e["model"] == "GRepsFNO"]
     assert depths == [(matched["width"], matched["n_layers"]), (matched["width"], 1)]
-    table = (tmp_path / "m" / "ns_tiny_ns-sym.md").read_text()
     assert f"| GRepsFNO | {matched['width']} | 1 |" in table
     with pytest.raises(ValueError, match="n_layers: expected a positive integer or None"):
         ns.run("tiny", "ns-sym", models=["FNO"], cache=root / "cache", out_dir=tmp_path,
                progress=False, n_layers=0)
+
+
+def _merged_beside_matched(root, tmp_path):
+    """Merge the sweep's rows in ``tmp_path/d`` with the matched run: (summary, table)."""
+    merged = ns.merge([root / "a" / "ns_tiny_ns-sym.json", tmp_path / "d" / "ns_tiny_ns-sym.json"],
+                      tmp_path / "m")
+    return merged["summary"], (tmp_path / "m" / "ns_tiny_ns-sym.md").read_text()
 
 
 def test_mode_sweep_names_its_rows_and_keeps_them_apart_in_the_summary(runs, tmp_path):
@@ -224,11 +229,9 @@ def test_mode_sweep_names_its_rows_and_keeps_them_apart_in_the_summary(runs, tmp
     assert row["config"].endswith(f"GRepsFNO_w{matched['width']}_m3_seed0.toml")
     assert load_config(row["config"]).model.modes == 3
     assert row["parameters"] < matched["parameters"]
-    merged = ns.merge([root / "a" / "ns_tiny_ns-sym.json", tmp_path / "d" / "ns_tiny_ns-sym.json"],
-                      tmp_path / "m")
-    modes = [e["modes"] for e in merged["summary"] if e["model"] == "GRepsFNO"]
+    summary, table = _merged_beside_matched(root, tmp_path)
+    modes = [e["modes"] for e in summary if e["model"] == "GRepsFNO"]
     assert modes == [4, 3]
-    table = (tmp_path / "m" / "ns_tiny_ns-sym.md").read_text()
     assert f"| GRepsFNO | {matched['width']} | {matched['n_layers']} | 3 |" in table
     with pytest.raises(ValueError, match="modes: expected a positive integer or None"):
         ns.run("tiny", "ns-sym", models=["FNO"], cache=root / "cache", out_dir=tmp_path,

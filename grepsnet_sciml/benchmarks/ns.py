@@ -816,11 +816,17 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
                      f"{r['real_channels']} | {r['forward_ms']:.0f} | "
                      f"{r['forward_backward_ms']:.0f} | "
                      f"{ratio_text(r) if 'ratio_to_reference' in r else 'n/a'} |")
-    for path, text in ((stem.with_suffix(".json"), json.dumps(result, indent=2)),
-                       (stem.with_suffix(".md"), "\n".join(lines) + "\n")):
-        atomic_write_text(path, text)
+    write_table(stem, result, lines)
     result["table"] = "\n".join(lines)
     return result
+
+
+def write_table(stem: Path, payload: dict, lines: list[str]) -> None:
+    """Write ``<stem>.json`` (``payload``) and ``<stem>.md`` (the Markdown ``lines``),
+    each atomically."""
+    stem = Path(stem)
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(payload, indent=2))
+    atomic_write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
 
 
 def side_by_side(models: dict, x: torch.Tensor, y: torch.Tensor, repeats: int,
