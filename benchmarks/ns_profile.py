@@ -4,9 +4,10 @@ One forward+backward of a batch of 20 windows (quick protocol: 10 frames of 32x3
 unless a model sets its own), one torch thread, each model profiled over 5 steps after 2
 warm-up steps. Self CPU time of the aten ops is grouped into FFT, matmul, elementwise,
 copy/cat/index, norms, activation and other, per step. The models: the registry defaults of
-GRepsFNO (at the bench's modes 10) and G-FNO-p4 at the bench's widths, and GRepsFNO's
-previous (``6 x R``) and earlier (``20 x R``, shared spectral kernels, mean pointwise
-mixing) defaults for the before/after comparison.
+GRepsFNO (at the bench's modes 10, with the NS-Sym forcing as an input channel) and G-FNO-p4
+at the bench's widths, and GRepsFNO's previous defaults (``5 x R`` with 4 layers at modes 10;
+``6 x R`` at modes 8; ``20 x R``, shared spectral kernels, mean pointwise mixing) for the
+before/after comparison.
 
 Usage::
 
@@ -28,13 +29,21 @@ from grepsnet_sciml.groups import D4
 from grepsnet_sciml.solvers.registry import build_core, model_config
 
 ROOT = Path(__file__).resolve().parent.parent
+OLD = {"forcing_channel": "off", "mlp_expansion": 1.0}
+"""What the previous defaults did not have: the forcing channel, the narrower block MLPs."""
 MODELS = {
-    "GRepsFNO (default: 5xR, modes 10)": ("grepsfno", {"modes": 10}),
-    "GRepsFNO (previous default: 6xR)": ("grepsfno", {"width": 6}),
-    "GRepsFNO (earlier default: 20xR, shared, mean)": (
-        "grepsfno", {"width": 20, "spectral_mixing": "shared", "regular_mixing": "mean"}),
-    "GFNO-p4": ("gfno-p4", {"width": 10}),
+    "GRepsFNO (default: 6xR, 3 layers, MLP 4xR, modes 10, forcing channel)": (
+        "grepsfno", {"modes": 10}),
+    "GRepsFNO (previous default: 5xR, modes 10)": (
+        "grepsfno", {"width": 5, "modes": 10, "n_layers": 4, **OLD}),
+    "GRepsFNO (earlier default: 6xR, modes 8)": ("grepsfno", {"width": 6, "n_layers": 4, **OLD}),
+    "GRepsFNO (first default: 20xR, shared, mean)": (
+        "grepsfno", {"width": 20, "n_layers": 4, "spectral_mixing": "shared",
+                     "regular_mixing": "mean", **OLD}),
+    "GFNO-p4": ("gfno-p4", {"width": 10, "n_layers": 4}),
 }
+FORCING = ("symmetric", 0.1)
+"""The NS-Sym data's forcing, fed to the models whose config asks for it."""
 KINDS = {
     "fft": ("fft",),
     "matmul": ("bmm", "mm", "matmul", "addmm", "linear"),
@@ -89,9 +98,9 @@ def main() -> int:
     g = D4()
     results = {}
     for label, (name, values) in MODELS.items():
-        cfg = model_config(name, {"modes": 8, "n_layers": 4, **values})
+        cfg = model_config(name, {"modes": 8, **values})
         torch.manual_seed(0)
-        model = build_core(cfg, Reps("10xT0p", g), Reps("T0p", g))
+        model = build_core(cfg, Reps("10xT0p", g), Reps("T0p", g), FORCING)
         results[label] = {"config": {"name": name, **values}, **profile_model(model)}
         print(f"{label}: {results[label]['ms_per_step']:.0f} ms/step, "
               f"{results[label]['aten_calls_per_step']:.0f} aten calls")

@@ -159,6 +159,28 @@ def _model_section(values: dict):
     return model_config(name, values)
 
 
+SETTINGS_ADDED_LATER = {"data": {"normalize": True},
+                        "model": {"mlp_expansion": (("grepsfno", "grepsfno-c4"), 1.0)}}
+"""Settings a stored experiment may lack because it predates them, with the value they had
+then (``model`` entries: the models that have the setting, and the value)."""
+
+
+def with_settings_added_later(stored: dict) -> dict:
+    """A checkpoint's stored experiment (``meta["experiment"]``) with the settings it predates
+    filled in by :data:`SETTINGS_ADDED_LATER` (e.g. a GRepsFNO trained before
+    ``mlp_expansion`` existed had the value 1.0, its pointwise MLP as wide as its blocks)."""
+    stored = {section: dict(values) if isinstance(values, dict) else values
+              for section, values in stored.items()}
+    for key, value in SETTINGS_ADDED_LATER["data"].items():
+        stored.setdefault("data", {}).setdefault(key, value)
+    model = stored.get("model")
+    if isinstance(model, dict):
+        for key, (names, value) in SETTINGS_ADDED_LATER["model"].items():
+            if model.get("name") in names:
+                model.setdefault(key, value)
+    return stored
+
+
 def config_from_dict(values: dict) -> ExperimentConfig:
     """Build an :class:`ExperimentConfig` from nested dicts (as TOML gives them)."""
     sections = {f.name: f for f in dataclasses.fields(ExperimentConfig)}

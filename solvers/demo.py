@@ -70,8 +70,9 @@ class DemoConfig:
     ns_epochs : int
         Epochs of each NS surrogate.
     grepsfno_width : int
-        Regular channels of GRepsFNO (``width x R``, 8 real channels each for D4; 5, the
-        model's default).
+        Regular channels of GRepsFNO (``width x R``, 8 real channels each for D4; 6, the
+        model's default; 3 Fourier layers and the data's forcing as an input channel, the
+        registry's defaults).
     ns_rollout : int
         Rollout steps against the solver (past the ``ns_frames`` training horizon).
     particle_train, particle_test : int
@@ -94,7 +95,7 @@ class DemoConfig:
     ns_frames: int = 20
     t_in: int = 4
     ns_epochs: int = 25
-    grepsfno_width: int = 5
+    grepsfno_width: int = 6
     ns_rollout: int = 40
     particle_train: int = 160
     particle_test: int = 4
@@ -218,7 +219,7 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
     }
     runs = {
         "GRepsFNO": _with_model(base, "grepsfno", os.path.join(out, "ns", "train_grepsfno"),
-                                modes=modes, width=cfg.grepsfno_width, n_layers=4),
+                                modes=modes, width=cfg.grepsfno_width),
         "FNO": _with_model(base, "fno", os.path.join(out, "ns", "train_fno"), modes=modes,
                            width=24, n_layers=4),
     }
@@ -265,7 +266,8 @@ def _ns_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
         "## 2D Navier-Stokes, NS-Sym forcing (D4 with shifted reflections)", "",
         f"{cfg.ns_train} trajectories of {cfg.ns_frames} frames at {cfg.resolution}x"
         f"{cfg.resolution} (viscosity {cfg.viscosity}); surrogates: GRepsFNO (exactly "
-        f"D4-equivariant, {cfg.grepsfno_width}xR hidden channels, {modes} modes) and "
+        f"D4-equivariant, {cfg.grepsfno_width}xR hidden channels, {modes} modes, the "
+        f"forcing as an input channel) and "
         f"neuraloperator's FNO (reference, not equivariant, width 24), {cfg.t_in} history "
         f"frames -> next frame, {cfg.ns_epochs} epochs each on the same data. Rollout of "
         f"{cfg.ns_rollout} steps from {cfg.ns_test} test states, against the pseudo-spectral "

@@ -23,7 +23,13 @@ from grepsnet_sciml.datasets.contract import DatasetSpec, source_of
 from grepsnet_sciml.groups import group_from_string
 from grepsnet_sciml.reps import Reps
 
-from .config import ExperimentConfig, config_from_dict, config_to_dict, model_to_dict
+from .config import (
+    ExperimentConfig,
+    config_from_dict,
+    config_to_dict,
+    model_to_dict,
+    with_settings_added_later,
+)
 from .data import (
     PARTICLE_VARIABLES,
     FieldLayout,
@@ -361,10 +367,7 @@ def _check_resume(cfg: ExperimentConfig) -> None:
     if kind in AUTO_MODELS:  # "auto" is stored as the model it became
         now["model"] = model_to_dict(resolve_auto(cfg.model, kind))
 
-    added = {"data": {"normalize": True}}  # settings added later had their default then
-    for section, defaults in added.items():
-        for key, value in defaults.items():
-            stored.setdefault(section, {}).setdefault(key, value)
+    stored = with_settings_added_later(stored)
 
     def same(section: str, key: str, a, b) -> bool:
         # a data path given relative once and absolute the next time is the same data
@@ -532,7 +535,7 @@ def load_model(path, name: str | None = None, rep_in=None, rep_out=None) -> Load
     elif name is not None or rep_in is not None or rep_out is not None:
         raise ValueError(f"checkpoint: {path!r} has no model description to check against "
                          f"name={name!r}, rep_in={rep_in}, rep_out={rep_out}")
-    cfg = config_from_dict(meta["experiment"])
+    cfg = config_from_dict(with_settings_added_later(meta["experiment"]))
     if meta["kind"] == "field":
         layout = FieldLayout.from_json(meta["layout"])
         model = build_model(cfg, "field", layout=layout)

@@ -251,16 +251,20 @@ class GRepsFNOConfig(_Validated):
         Filter the output to the NS solver's 2/3-rule band (``DealiasFilter2d``).
     mlp_width : int or None
         Copies of each hidden kind in the hidden layer of the ``"linear"`` pointwise network
-        (None: ``width``).
+        (None: from ``mlp_expansion``).
+    mlp_expansion : float
+        That hidden layer's width relative to ``width`` (``round(mlp_expansion width)``
+        copies; 2/3: ``4 x R`` at width 6). Checkpoints written before this setting existed
+        are read with 1.0, the width they were trained at.
     forcing_channel : str
         Feed the data's named forcing as one more input channel (:mod:`~.forcing`; exactly
         invariant under the declared symmetry, fixed in space): ``"auto"`` when the data
         name one, ``"on"`` (an error without one) or ``"off"``.
     """
 
-    width: int = 5
+    width: int = 6
     modes: int = 12
-    n_layers: int = 4
+    n_layers: int = 3
     channels: str = "regular"
     hidden_type: str | None = None
     regular_mixing: str = "conv"
@@ -269,8 +273,9 @@ class GRepsFNOConfig(_Validated):
     radial_embedding: bool = False
     pointwise: str = "linear"
     mlp_width: int | None = None
+    mlp_expansion: float = 2 / 3
     output_dealias: bool = False
-    forcing_channel: str = "off"
+    forcing_channel: str = "auto"
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {
         "channels": ("regular", "tensor", "mixed"), "regular_mixing": ("mean", "conv"),
@@ -287,7 +292,7 @@ class GRepsFNOC4Config(GRepsFNOConfig):
 
     Attributes
     ----------
-    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, mlp_width, output_dealias, forcing_channel
+    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, mlp_width, mlp_expansion, output_dealias, forcing_channel
         As :class:`GRepsFNOConfig` (``width x R`` is ``4 width`` real channels).
     """  # noqa: E501
 

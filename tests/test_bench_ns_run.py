@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from grepsnet_sciml import Reps
 from grepsnet_sciml.benchmarks import ns
 from grepsnet_sciml.cli import main
+from grepsnet_sciml.groups import D4
 from grepsnet_sciml.solvers.config import load_config
 from grepsnet_sciml.solvers.trainer import load_checkpoint
 
@@ -254,16 +256,26 @@ def test_late_protocol_stores_frames_after_its_burn_in(tmp_path):
                                   a["vorticity"].values[:, 2:])
 
 
-def test_grepsfno_runs_at_its_own_channels_and_modes_per_protocol():
+def test_grepsfno_runs_at_its_own_architecture_per_protocol():
     quick, late = ns.make_protocol("quick", "ns-sym"), ns.make_protocol("late", "ns-sym")
-    for p, (width, modes) in ((quick, (5, 10)), (late, (6, 8))):
+    for p, (width, modes, depth, forcing) in ((quick, (6, 10, 3, "auto")),
+                                              (late, (6, 8, 4, "off"))):
         matched, _ = ns.widths(["GRepsFNO", "GFNO-p4"], p, "D4()")
         assert matched["GRepsFNO"][0] == width and matched["GFNO-p4"][0] == p.reference_width
-        assert ns.architecture("GRepsFNO", p)["modes"] == modes
-        assert ns.architecture("GFNO-p4", p)["modes"] == p.modes == 8
-    assert ns.architecture("GRepsFNO", quick, modes=12) == {"n_layers": 4, "modes": 12}
+        assert ns.architecture("GRepsFNO", p) == {"n_layers": depth, "modes": modes,
+                                                  "forcing_channel": forcing}
+        assert ns.architecture("GFNO-p4", p) == {"n_layers": p.n_layers, "modes": p.modes}
+        assert p.modes == 8 and p.n_layers == 4
+    assert ns.architecture("GRepsFNO", quick, n_layers=2, modes=12) == {
+        "n_layers": 2, "modes": 12, "forcing_channel": "auto"}
     matched, _ = ns.widths(["GRepsFNO"], quick, "D2('diagonal')")
-    assert matched["GRepsFNO"][0] == 10  # 40 real channels over the order-4 group
+    assert matched["GRepsFNO"][0] == 12  # 48 real channels over the order-4 group
+    core = ns._core("GRepsFNO", 6, quick, "D4()", ("symmetric", 0.1))
+    assert type(core).__name__ == "ForcingInput" and ns._real_channels(core) == 48
+    assert core.rep_in == Reps("10xT0p", D4())  # the forcing is appended inside
+    tiny = ns.make_protocol("tiny", "ns-sym")  # not in OWN: the protocol's depth and modes
+    assert ns.architecture("GRepsFNO", tiny) == {"n_layers": tiny.n_layers, "modes": tiny.modes,
+                                                 "forcing_channel": "auto"}
 
 
 def test_side_by_side_pairs_each_round_with_the_reference():

@@ -48,6 +48,24 @@ def test_narrow_block_mlp_equivariant(channels, dtype):
     assert GRepsFNO2d.from_hparams(model.hparams).blocks[0].mlp[1].rep_in == mid
 
 
+def test_block_mlp_width_follows_the_expansion():
+    """``mlp_expansion`` (default 2/3): ``round(mlp_expansion width)`` copies, at least one;
+    ``mlp_width`` and an explicit ``hidden`` take precedence."""
+    rep_in, rep_out = Reps("3xT0p", D4()), Reps("T0p", D4())
+    for width, expansion, copies in ((6, 2 / 3, 4), (12, 2 / 3, 8), (5, 1.0, 5), (1, 0.2, 1)):
+        model = GRepsFNO2d(rep_in, rep_out, width=width, modes=3, n_layers=1,
+                           mlp_expansion=expansion)
+        assert model.blocks[0].mlp[1].rep_in == Reps(f"{copies}xR", D4())
+        assert model.hparams["mlp_width"] == copies
+    model = GRepsFNO2d(rep_in, rep_out, width=6, modes=3, n_layers=1, mlp_width=2)
+    assert model.blocks[0].mlp[1].rep_in == Reps("2xR", D4())
+    model = GRepsFNO2d(rep_in, rep_out, hidden="2xT0p + 3xR", modes=3, n_layers=1)
+    assert model.blocks[0].mlp[1].rep_in == Reps("2xT0p + 3xR", D4())
+    for bad in (0, -1.0, float("inf"), float("nan"), True, "2/3"):
+        with pytest.raises(ValueError, match="mlp_expansion: expected a positive finite number"):
+            GRepsFNO2d(rep_in, rep_out, modes=3, mlp_expansion=bad)
+
+
 def test_dealiased_output_equivariant_and_in_the_solvers_band(dtype):
     model = small(D4(), n_layers=1, output_dealias=True)
     assert_equivariant(model, dtype=dtype)

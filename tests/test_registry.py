@@ -22,6 +22,7 @@ from grepsnet_sciml.solvers.config import (
     config_to_dict,
     load_config,
     set_field,
+    with_settings_added_later,
 )
 from grepsnet_sciml.solvers.data import FieldWindows, GroupAugmented, field_layout
 from grepsnet_sciml.solvers.experiment import (
@@ -297,7 +298,7 @@ def test_auto_run_resumes_and_stores_the_model_it_built(tmp_path):
 
 
 @pytest.mark.parametrize("file, name, fields", [
-    ("ns_sym_grepsfno.toml", "grepsfno", {"width": 5, "modes": 12, "n_layers": 4}),
+    ("ns_sym_grepsfno.toml", "grepsfno", {"width": 6, "modes": 12, "n_layers": 3}),
     ("ns_sym_gfno_p4.toml", "gfno-p4", {"width": 10, "modes": 12, "n_layers": 4}),
     ("nbody_grepsnbody.toml", "grepsnbody", {"hidden": 64, "vectors": 8, "n_layers": 2}),
 ])
@@ -319,3 +320,19 @@ def test_example_configs_load_and_build(file, name, fields):
 
 def _vorticity_layout():
     return field_layout(toy_field_dataset(n_samples=1, n_time=2, n=8), ["vorticity"])
+
+
+def test_checkpoints_written_before_mlp_expansion_rebuild_their_model(tmp_path):
+    """A stored experiment without ``mlp_expansion`` (older checkpoints) is read with 1.0, the
+    block MLP it was trained with; one that has it keeps it; other models are untouched."""
+    old = {"data": {"train": "d.zarr"}, "model": {"name": "grepsfno", "width": 3}}
+    upgraded = with_settings_added_later(old)
+    assert upgraded["model"]["mlp_expansion"] == 1.0 and upgraded["data"]["normalize"] is True
+    assert "mlp_expansion" not in old["model"]  # the stored dict itself is not changed
+    core = build_core(config_from_dict(upgraded).model, Reps("2xT0p", D4()), Reps("T0p", D4()))
+    assert core.blocks[0].mlp[1].rep_in == Reps("3xR", D4())
+    new = {"model": {"name": "grepsfno", "width": 3, "mlp_expansion": 0.5}}
+    assert with_settings_added_later(new)["model"]["mlp_expansion"] == 0.5
+    fno = {"model": {"name": "fno", "width": 8}}
+    assert with_settings_added_later(fno)["model"] == fno["model"]
+    assert model_config("grepsfno", {}).mlp_expansion == pytest.approx(2 / 3)

@@ -129,9 +129,14 @@ class GRepsFNO2d(nn.Module):
         Filter the output to the NS solver's 2/3-rule band
         (:class:`~grepsnet_sciml.layers.spectral.DealiasFilter2d`): no energy where the
         solver's states have none (off by default).
+    mlp_expansion : float
+        Width of the hidden layer of the ``"linear"`` pointwise network relative to
+        ``width`` (neuraloperator's ``channel_mlp_expansion``): ``max(1, round(mlp_expansion
+        width))`` copies of each hidden kind (2/3: ``4 x R`` at the default width).
     mlp_width : int, optional
-        Multiplicity of each hidden kind in the hidden layer of the ``"linear"`` pointwise
-        network (default ``width``; ignored with an explicit ``hidden``... not allowed).
+        The hidden layer's multiplicity itself, instead of ``mlp_expansion``. With an explicit
+        ``hidden`` and no ``mlp_width`` the hidden layer is ``hidden`` (``pointwise="grepsnet"``
+        has no hidden layer).
 
     Attributes
     ----------
@@ -145,12 +150,13 @@ class GRepsFNO2d(nn.Module):
 
     Notes
     -----
-    The defaults (``5 x R`` hidden channels, group spectral kernels, group-convolution
-    pointwise mixing, projection ratio 2) are the configuration that measured most accurate
-    at no more than G-FNO-p4's cost on the quick NS-Sym benchmark (README,
-    ``benchmarks/results/ns_quick_ns-sym.md``), there with ``modes=10`` on 32x32 grids; its
-    cost is set by its real channels (``8 x 5 = 40`` for D4, as G-FNO-p4's ``4 x 10``) and
-    its modes.
+    The defaults (``6 x R`` hidden channels, 3 blocks with pointwise MLPs through ``4 x R``,
+    group spectral kernels, group-convolution pointwise mixing, projection ratio 2) are the
+    configuration that measured most accurate at less than G-FNO-p4's cost on the quick NS-Sym
+    benchmark (README, ``benchmarks/results/ns_quick_ns-sym.md``), there with ``modes=10`` on
+    32x32 grids and the data's forcing as one more input channel (the solvers' model registry does
+    that by default, :mod:`grepsnet_sciml.solvers.forcing`); its cost is set by its real
+    channels (``8 x 6 = 48`` for D4), its depth and its modes.
 
     ``forward``: ``(batch, rep_in.dim, N, N) -> (batch, rep_out.dim, N, N)`` for any even
     ``N >= 2 modes`` (resolution-independent). When the hidden type has T0 channels, the
@@ -165,9 +171,9 @@ class GRepsFNO2d(nn.Module):
         rep_in,
         rep_out,
         group=None,
-        width: int = 5,
+        width: int = 6,
         modes: int = 12,
-        n_layers: int = 4,
+        n_layers: int = 3,
         channels: str = "regular",
         hidden=None,
         regular_mixing: str = "conv",
@@ -177,6 +183,7 @@ class GRepsFNO2d(nn.Module):
         pointwise: str = "linear",
         mlp_width: int | None = None,
         output_dealias: bool = False,
+        mlp_expansion: float = 2 / 3,
     ):
         super().__init__()
         rep_in = _as_reps(rep_in, group, "rep_in")
@@ -192,7 +199,13 @@ class GRepsFNO2d(nn.Module):
         if mlp_width is not None:
             if isinstance(mlp_width, bool) or not isinstance(mlp_width, int) or mlp_width < 1:
                 raise ValueError(f"mlp_width: expected a positive integer, got {mlp_width!r}")
+        if (isinstance(mlp_expansion, bool) or not isinstance(mlp_expansion, (int, float))
+                or not mlp_expansion > 0 or mlp_expansion == float("inf")):
+            raise ValueError(f"mlp_expansion: expected a positive finite number, got "
+                             f"{mlp_expansion!r}")
         g = rep_in.group
+        if mlp_width is None and hidden is None and pointwise == "linear":
+            mlp_width = max(1, round(mlp_expansion * width))
         if hidden is None:
             hidden = Reps(_hidden_spec(channels, width), g)
         hidden = _as_reps(hidden, g, "hidden")
@@ -206,6 +219,7 @@ class GRepsFNO2d(nn.Module):
             "projection_ratio": projection_ratio,
             "radial_embedding": bool(radial_embedding), "pointwise": pointwise,
             "mlp_width": mlp_width, "output_dealias": bool(output_dealias),
+            "mlp_expansion": float(mlp_expansion),
         }
         self.radial_embedding = bool(radial_embedding)
         self.translation_equivariant = not self.radial_embedding
@@ -266,7 +280,6 @@ class GRepsFNO2d(nn.Module):
             x = block(x)
         y = self.project2(self.project_act(self.project1(x)))
         return y if self.dealias is None else self.dealias(y)
-
 
     def _squared_norms(self, x: torch.Tensor) -> torch.Tensor:
         """Squared fibre norm of every non-T0 input channel, ``(batch, n_invariants, X, Y)``."""
