@@ -71,8 +71,8 @@ class DemoConfig:
         Epochs of each NS surrogate.
     grepsfno_width : int
         Regular channels of GRepsFNO (``width x R``, 8 real channels each for D4; 6, the
-        model's default; 3 Fourier layers and the data's forcing as an input channel, the
-        registry's defaults).
+        model's default; 3 Fourier layers, block MLPs through ``4 x R`` and the data's forcing
+        as an input channel, the registry's defaults).
     ns_rollout : int
         Rollout steps against the solver (past the ``ns_frames`` training horizon).
     particle_train, particle_test : int

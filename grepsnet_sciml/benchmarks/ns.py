@@ -34,7 +34,8 @@ training horizon. Widths are chosen so that every model's parameter count is wit
 G-FNO-p4's (the count and the ratio are reported), FNO's to the official FNO2d's count;
 GRepsFNO runs at its own real hidden channels, modes, depth and forcing channel per protocol
 (:data:`OWN`: 48 channels, modes 10, 3 layers and the data's forcing as an input channel on
-the quick data).
+the quick data), with the model's other defaults (block MLPs through two thirds of its
+width).
 
 Data are generated once into resumable zarr stores in the cache, one per split with its
 own derived seed (:func:`~grepsnet_sciml.datasets.splits.generate_to_store`), or read from
@@ -118,8 +119,10 @@ those measured there at no more than G-FNO-p4's cost (README): ``channels // |G|
 of ``R`` (6 over D4, GRepsFNO's default width; 12 over D2-diagonal), Fourier ``modes`` and
 ``n_layers``, and ``forcing_channel`` (``"auto"``: the data's named forcing as one more
 input channel, :mod:`~grepsnet_sciml.solvers.forcing`). On the quick 32x32 data ``6 x R``,
-modes 10, 3 layers with the forcing channel (9.55% over 3 seeds against 10.45% without
-it; ``5 x R`` with 4 layers, 9.59%, costs more); on the later-in-time ``late`` data
+modes 10, 3 layers, block MLPs through ``4 x R`` (the model's default ``mlp_expansion``)
+and the forcing channel: 9.15% over 3 seeds at 0.96x G-FNO-p4's seconds per epoch (9.55%
+with full-width MLPs, 10.45% without the forcing channel; ``5 x R`` with 4 layers 9.59%
+at about 1.0x); on the later-in-time ``late`` data
 ``6 x R`` with modes 8 and 4 layers, no forcing channel (13.88% against 17.34% for ``5 x R``
 at modes 10, seed 0; the forcing channel is not measured there). Other protocols:
 :data:`OWN_DEFAULT`."""
