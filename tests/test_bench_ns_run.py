@@ -258,12 +258,12 @@ def test_late_protocol_stores_frames_after_its_burn_in(tmp_path):
 
 def test_grepsfno_runs_at_its_own_architecture_per_protocol():
     quick, late = ns.make_protocol("quick", "ns-sym"), ns.make_protocol("late", "ns-sym")
-    for p, (width, modes, depth, forcing) in ((quick, (6, 10, 3, "auto")),
-                                              (late, (6, 8, 4, "off"))):
+    for p, (width, modes, depth, extra) in (
+            (quick, (6, 10, 3, {"forcing_channel": "auto"})),
+            (late, (6, 8, 4, {"forcing_channel": "off", "mlp_expansion": 1.0}))):
         matched, _ = ns.widths(["GRepsFNO", "GFNO-p4"], p, "D4()")
         assert matched["GRepsFNO"][0] == width and matched["GFNO-p4"][0] == p.reference_width
-        assert ns.architecture("GRepsFNO", p) == {"n_layers": depth, "modes": modes,
-                                                  "forcing_channel": forcing}
+        assert ns.architecture("GRepsFNO", p) == {"n_layers": depth, "modes": modes, **extra}
         assert ns.architecture("GFNO-p4", p) == {"n_layers": p.n_layers, "modes": p.modes}
         assert p.modes == 8 and p.n_layers == 4
     assert ns.architecture("GRepsFNO", quick, n_layers=2, modes=12) == {

@@ -112,7 +112,8 @@ modes and depth, not the parameters), not matched in parameters as the other mod
 OWN = {
     "quick": {"channels": 48, "modes": 10, "n_layers": 3, "forcing_channel": "auto"},
     "smoke": {"channels": 48, "modes": 10, "n_layers": 3, "forcing_channel": "auto"},
-    "late": {"channels": 48, "modes": 8, "n_layers": 4, "forcing_channel": "off"},
+    "late": {"channels": 48, "modes": 8, "n_layers": 4, "forcing_channel": "off",
+             "mlp_expansion": 1.0},
 }
 """The architecture of the :data:`OWN_WIDTH` models per protocol name, the most accurate of
 those measured there at no more than G-FNO-p4's cost (README): ``channels // |G|`` copies
@@ -123,8 +124,10 @@ modes 10, 3 layers, block MLPs through ``4 x R`` (the model's default ``mlp_expa
 and the forcing channel: 9.15% over 3 seeds at 0.96x G-FNO-p4's seconds per epoch (9.55%
 with full-width MLPs, 10.45% without the forcing channel; ``5 x R`` with 4 layers 9.59%
 at about 1.0x); on the later-in-time ``late`` data
-``6 x R`` with modes 8 and 4 layers, no forcing channel (13.88% against 17.34% for ``5 x R``
-at modes 10, seed 0; the forcing channel is not measured there). Other protocols:
+``6 x R`` with modes 8 and 4 layers, full-width block MLPs, no forcing channel (13.88%
+against 17.34% for ``5 x R`` at modes 10, seed 0; neither the forcing channel nor the
+narrower MLPs are measured there). Other keys are passed to the model's config. Other
+protocols:
 :data:`OWN_DEFAULT`."""
 OWN_DEFAULT = {"channels": 48, "modes": None, "n_layers": None, "forcing_channel": "auto"}
 """The :data:`OWN` entry where it does not name the protocol (``modes`` and ``n_layers``
@@ -410,14 +413,16 @@ def own_architecture(p: Protocol) -> dict:
 
 def architecture(name: str, p: Protocol, n_layers: int | None = None,
                  modes: int | None = None) -> dict:
-    """``{"n_layers", "modes"}`` of model ``name``'s row, and ``"forcing_channel"`` for the
-    :data:`OWN_WIDTH` models: the protocol's (:data:`OWN`'s for the :data:`OWN_WIDTH`
-    models) unless a sweep replaces them."""
+    """``{"n_layers", "modes"}`` of model ``name``'s row, and for the :data:`OWN_WIDTH`
+    models the other settings of their :data:`OWN` entry (``"forcing_channel"``, ...): the
+    protocol's (:data:`OWN`'s for the :data:`OWN_WIDTH` models) unless a sweep replaces
+    them."""
     if name not in OWN_WIDTH:
         return {"n_layers": n_layers or p.n_layers, "modes": modes or p.modes}
     own = own_architecture(p)
+    config = {k: v for k, v in own.items() if k not in ("channels", "n_layers", "modes")}
     return {"n_layers": n_layers or own["n_layers"] or p.n_layers,
-            "modes": modes or own["modes"] or p.modes, "forcing_channel": own["forcing_channel"]}
+            "modes": modes or own["modes"] or p.modes, **config}
 
 
 def _core(name: str, width: int, p: Protocol, group: str, forcing=None,
