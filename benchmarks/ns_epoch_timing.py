@@ -37,7 +37,7 @@ def main(epochs: int, models: list[str], protocol: str, preset: str) -> int:
     torch.set_num_threads(1)
     p = ns.make_protocol(protocol, preset)
     stores, _ = ns.prepare_data(p, preset, ROOT / ns.CACHE, progress=False)
-    matched, _ = ns.widths(models, p, ns.PRESET_GROUPS[preset], (ns.FORCINGS[preset], 0.1))
+    matched, _ = ns.widths(models, p, ns.PRESET_GROUPS[preset], ns.preset_forcing(preset))
     seconds = {name: [] for name in models}
     with tempfile.TemporaryDirectory() as tmp:
         configs = {name: ns.row_config(name, matched[name][0], p, preset, stores, 0,

@@ -25,6 +25,7 @@ from torch.profiler import profile
 
 from grepsnet_sciml import Reps
 from grepsnet_sciml._atomic import atomic_write_text
+from grepsnet_sciml.benchmarks.ns import preset_forcing
 from grepsnet_sciml.groups import D4
 from grepsnet_sciml.solvers.registry import build_core, model_config
 
@@ -42,8 +43,6 @@ MODELS = {
                      "regular_mixing": "mean", **OLD}),
     "GFNO-p4": ("gfno-p4", {"width": 10, "n_layers": 4}),
 }
-FORCING = ("symmetric", 0.1)
-"""The NS-Sym data's forcing, fed to the models whose config asks for it."""
 KINDS = {
     "fft": ("fft",),
     "matmul": ("bmm", "mm", "matmul", "addmm", "linear"),
@@ -100,7 +99,7 @@ def main() -> int:
     for label, (name, values) in MODELS.items():
         cfg = model_config(name, {"modes": 8, **values})
         torch.manual_seed(0)
-        model = build_core(cfg, Reps("10xT0p", g), Reps("T0p", g), FORCING)
+        model = build_core(cfg, Reps("10xT0p", g), Reps("T0p", g), preset_forcing("ns-sym"))
         results[label] = {"config": {"name": name, **values}, **profile_model(model)}
         print(f"{label}: {results[label]['ms_per_step']:.0f} ms/step, "
               f"{results[label]['aten_calls_per_step']:.0f} aten calls")

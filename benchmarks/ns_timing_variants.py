@@ -22,6 +22,7 @@ import torch
 from grepsnet_sciml import Reps
 from grepsnet_sciml.benchmarks.ns import (
     make_protocol,
+    preset_forcing,
     ratio_text,
     real_parameter_count,
     side_by_side,
@@ -57,8 +58,6 @@ VARIANTS = {
 }
 """Registry config values of ``grepsfno`` (its defaults elsewhere: ``6 x R``, 3 layers, block
 MLPs through ``4 x R``, the forcing as an input channel)."""
-FORCING = ("symmetric", 0.1)
-"""The NS-Sym data's forcing, fed to the variants whose config asks for it."""
 
 
 def main(repeats: int) -> int:
@@ -70,7 +69,7 @@ def main(repeats: int) -> int:
     for label, values in VARIANTS.items():
         torch.manual_seed(0)
         built[label] = build_core(model_config("grepsfno", values), Reps(f"{p.t_in}xT0p", g),
-                                  Reps("T0p", g), FORCING)
+                                  Reps("T0p", g), preset_forcing("ns-sym"))
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
     y = torch.randn(p.batch_size, 1, p.resolution, p.resolution, generator=gen)

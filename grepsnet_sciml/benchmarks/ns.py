@@ -78,7 +78,7 @@ from grepsnet_sciml import Reps
 from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 from grepsnet_sciml.datasets.contract import DatasetSpec, group_elements
 from grepsnet_sciml.datasets.loaders import load_fno_mat
-from grepsnet_sciml.datasets.navier_stokes import generate
+from grepsnet_sciml.datasets.navier_stokes import FORCING_AMPLITUDE, generate
 from grepsnet_sciml.datasets.splits import generate_to_store, open_splits, split_seed
 from grepsnet_sciml.datasets.storage import SPLITS_MANIFEST, write_dataset
 from grepsnet_sciml.groups import C4, D4, group_from_string
@@ -135,6 +135,11 @@ None: the protocol's)."""
 PRESET_GROUPS = {"ns-sym": "D4()", "ns": "D2('diagonal')"}
 FORCINGS = {"ns-sym": "symmetric", "ns": "fno"}
 """The forcing of an FNO/G-FNO ``.mat`` file of each preset (:func:`load_fno_mat`)."""
+
+
+def preset_forcing(preset: str) -> tuple[str, float]:
+    """``(name, amplitude)`` of the preset's forcing, as a model's forcing channel takes it."""
+    return FORCINGS[preset], FORCING_AMPLITUDE
 OVERRIDES = ("n_train", "n_valid", "n_test", "t_in", "steps", "epochs", "valid_every")
 """Protocol settings :func:`run` takes as keyword overrides."""
 
@@ -813,7 +818,7 @@ def time_models(protocol: str = "quick", preset: str = "ns-sym", models=MODELS,
     p = make_protocol(protocol, preset)
     torch.set_num_threads(threads)
     group = PRESET_GROUPS[preset]
-    forcing = (FORCINGS[preset], 0.1)
+    forcing = preset_forcing(preset)
     matched, _ = widths(models, p, group, forcing, width, n_layers, modes)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(p.batch_size, p.t_in, p.resolution, p.resolution, generator=gen)
