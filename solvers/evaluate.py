@@ -60,6 +60,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from grepsnet_sciml.models.energy import coulomb_energy
+
 __all__ = ["evaluate", "evaluate_fields", "evaluate_particles", "energy_spectrum",
            "field_energy", "stationary_band"]
 
@@ -268,12 +270,7 @@ def evaluate_fields(predictions: Mapping[str, torch.Tensor], truth: torch.Tensor
 
 
 def _particle_energy(x: torch.Tensor, v: torch.Tensor, q: torch.Tensor, eps: float):
-    x, v, q = x.double(), v.double(), q.double()
-    n = x.shape[-2]
-    i, j = torch.triu_indices(n, n, 1)
-    r = ((x[..., i, :] - x[..., j, :]) ** 2).sum(-1).add(eps * eps).sqrt()
-    qq = (q[..., i] * q[..., j])
-    return 0.5 * (v**2).sum((-1, -2)) + (qq / r).sum(-1)
+    return coulomb_energy(x.double(), v.double(), q.double(), eps)
 
 
 def _angular_momentum(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

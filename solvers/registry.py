@@ -152,9 +152,11 @@ def parse_value(text: str, annotation, key: str):
 
 
 class _Validated:
-    """Checks every field's type, that numbers are positive and strings among ``_choices``."""
+    """Checks every field's type, that numbers are positive (``>= 0`` for those named in
+    ``_non_negative``) and strings among ``_choices``."""
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    _non_negative: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -165,9 +167,13 @@ class _Validated:
             if f.name in self._choices and value not in self._choices[f.name]:
                 raise ValueError(f"{key}: {type(self).__name__} expects one of "
                                  f"{list(self._choices[f.name])}, got {value!r}")
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
-                raise ValueError(f"{key}: {type(self).__name__} expects a positive number, "
-                                 f"got {value!r}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if f.name in self._non_negative and value < 0:
+                    raise ValueError(f"{key}: {type(self).__name__} expects a number >= 0, "
+                                     f"got {value!r}")
+                if f.name not in self._non_negative and value <= 0:
+                    raise ValueError(f"{key}: {type(self).__name__} expects a positive "
+                                     f"number, got {value!r}")
 
 
 # ----- configs ---------------------------------------------------------------------------------
@@ -408,6 +414,16 @@ class GRepsNBodyConfig(_Validated):
         Remove the mean predicted velocity change: total momentum conserved to round-off
         (needs velocity outputs, ``data.predict_velocity``). None (default): on exactly
         when the model predicts velocities.
+    conserve_energy : bool
+        Rescale the predicted velocities about their mean so that the predicted state keeps
+        the input's Coulomb energy (needs velocity outputs); exact to round-off whenever the
+        predicted positions leave energy for the relative motion.
+    energy_softening : float
+        Softening length of that energy: the data's ``softening`` (``attrs["config"]``; 0.1
+        for the ``clean`` preset, 0 for ``egnn``).
+    radial : str
+        Distance feature of the edges: ``"squared"`` (``|r_ij|^2``, EGNN's) or ``"inverse"``
+        (the bounded ``1 / (1 + |r_ij|)``).
     """
 
     hidden: int = 64
@@ -421,8 +437,13 @@ class GRepsNBodyConfig(_Validated):
     n_particles: int | None = None
     softening: float | None = None
     conserve_momentum: bool | None = None
+    conserve_energy: bool = False
+    energy_softening: float = 0.0
+    radial: str = "squared"
 
-    _choices: ClassVar[dict[str, tuple[str, ...]]] = {"graph": ("full", "knn", "radius")}
+    _choices: ClassVar[dict[str, tuple[str, ...]]] = {"graph": ("full", "knn", "radius"),
+                                                      "radial": ("squared", "inverse")}
+    _non_negative: ClassVar[tuple[str, ...]] = ("energy_softening",)
 
 
 @dataclass(frozen=True)

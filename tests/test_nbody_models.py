@@ -6,6 +6,7 @@ import torch
 from grepsnet_sciml.groups import O
 from grepsnet_sciml.layers import tensor_ops as ops
 from grepsnet_sciml.models.egnn import EGNN
+from grepsnet_sciml.models.energy import coulomb_energy, coulomb_potential, project_energy
 from grepsnet_sciml.models.nbody import GRepsNBody, structure_contraction
 from grepsnet_sciml.testing import EquivarianceError, assert_equivariant, equivariance_errors
 
@@ -243,3 +244,75 @@ def test_conserve_momentum_is_exact_and_keeps_equivariance(dtype):
 def test_conserve_momentum_needs_velocity_outputs():
     with pytest.raises(ValueError, match="conserve_momentum: needs velocity_output"):
         GRepsNBody(conserve_momentum=True)
+
+
+def test_conserve_energy_is_exact_and_keeps_equivariance_and_momentum(dtype):
+    x, v, q = _inputs(n=6, dtype=dtype)
+    for softening in (0.0, 0.1):
+        model = SMALL["GRepsNBody"](velocity_output=True, conserve_energy=True,
+                                    energy_softening=softening).to(dtype)
+        with torch.no_grad():
+            x_out, v_out = model(x, v, q)
+        e0, e1 = coulomb_energy(x, v, q, softening), coulomb_energy(x_out, v_out, q, softening)
+        assert float(((e1 - e0).abs() / e0.abs()).max()) < (1e-12 if dtype == torch.float64
+                                                             else 1e-5)
+        drift = (v_out.sum(1) - v.sum(1)).norm(dim=-1) / v.norm(dim=-1).sum(1)
+        assert float(drift.max()) < (1e-14 if dtype == torch.float64 else 1e-6)
+        assert_equivariant(model, _harness(x, v, q), dtype=dtype, elements=_elements(4))
+    free = SMALL["GRepsNBody"](velocity_output=True).to(dtype)
+    free.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        x_free, v_free = free(x, v, q)
+    assert torch.equal(x_free, x_out)  # positions are not touched
+    assert float((coulomb_energy(x_free, v_free, q, 0.1) - e0).abs().max()) > 1e-4
+
+
+def test_project_energy_reaches_the_target_and_keeps_the_mean_velocity():
+    x, v, q = _inputs(batch=4, n=5)
+    target = coulomb_energy(x, v, q, 0.1) + torch.tensor([0.0, 0.5, -0.05, 2.0],
+                                                           dtype=torch.float64)
+    w = project_energy(x, 1.7 * v + 0.1, target, q, 0.1)
+    assert torch.allclose(coulomb_energy(x, w, q, 0.1), target, rtol=0, atol=1e-12)
+    assert torch.allclose(w.mean(1), (1.7 * v + 0.1).mean(1), rtol=0, atol=1e-14)
+    # no energy left for the relative motion: every particle moves with the mean velocity
+    low = coulomb_potential(x, q, 0.1) - 1.0
+    w = project_energy(x, v, low, q, 0.1)
+    assert torch.allclose(w, v.mean(1, keepdim=True).expand_as(w), rtol=0, atol=1e-14)
+
+
+def test_coulomb_energy_matches_explicit_pairs():
+    x, v, q = _inputs(batch=2, n=4)
+    for softening in (0.0, 0.3):
+        expected = 0.5 * (v ** 2).sum((1, 2))
+        for i in range(4):
+            for j in range(i + 1, 4):
+                r2 = ((x[:, i] - x[:, j]) ** 2).sum(-1)
+                expected = expected + q[:, i] * q[:, j] / (r2 + softening ** 2).sqrt()
+        assert torch.allclose(coulomb_energy(x, v, q, softening), expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"conserve_energy": True}, "conserve_energy: needs velocity_output"),
+    ({"velocity_output": True, "conserve_energy": True, "energy_softening": -0.1},
+     "energy_softening: expected a number >= 0"),
+    ({"velocity_output": True, "energy_softening": "auto"}, "energy_softening: expected"),
+])
+def test_conserve_energy_bad_options(options, match):
+    with pytest.raises(ValueError, match=match):
+        GRepsNBody(**options)
+
+
+def test_inverse_radial_is_equivariant_bounded_and_checked(dtype):
+    model = SMALL["GRepsNBody"](radial="inverse", velocity_output=True).to(dtype)
+    x, v, q = _inputs(dtype=dtype)
+    assert_equivariant(model, _harness(x, v, q), dtype=dtype, elements=_elements(4))
+    squared = SMALL["GRepsNBody"](velocity_output=True).to(dtype)
+    squared.load_state_dict(model.state_dict())
+    with torch.no_grad():  # the same weights read other distance features
+        assert not torch.allclose(model(x, v, q)[0], squared(x, v, q)[0])
+        # spread apart 100x, the particles' features saturate instead of growing as r^2
+        far = [m(100 * x, v, q)[1] for m in (model, squared)]
+    assert float(far[0].abs().max()) < 10 * float(v.abs().max())
+    assert not float(far[1].abs().max()) <= float(far[0].abs().max())  # larger, or NaN
+    with pytest.raises(ValueError, match="radial: expected one of"):
+        GRepsNBody(radial="cubic")

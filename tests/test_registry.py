@@ -300,7 +300,9 @@ def test_auto_run_resumes_and_stores_the_model_it_built(tmp_path):
 @pytest.mark.parametrize("file, name, fields", [
     ("ns_sym_grepsfno.toml", "grepsfno", {"width": 6, "modes": 12, "n_layers": 3}),
     ("ns_sym_gfno_p4.toml", "gfno-p4", {"width": 10, "modes": 12, "n_layers": 4}),
-    ("nbody_grepsnbody.toml", "grepsnbody", {"hidden": 64, "vectors": 8, "n_layers": 2}),
+    ("nbody_grepsnbody.toml", "grepsnbody", {"hidden": 64, "vectors": 8, "n_layers": 2,
+                                             "radial": "inverse", "conserve_energy": True,
+                                             "energy_softening": 0.1}),
 ])
 def test_example_configs_load_and_build(file, name, fields):
     cfg = load_config(os.path.join(CONFIGS, file))

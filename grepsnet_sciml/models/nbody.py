@@ -57,6 +57,7 @@ from ._particles import (
     gather_neighbours,
     neighbour_graph,
 )
+from .energy import coulomb_energy, project_energy
 
 __all__ = ["GRepsNBody", "GRepsNBodyLayer", "structure_contraction"]
 
@@ -90,6 +91,10 @@ class GRepsNBodyLayer(nn.Module):
         Number of fixed edge invariants (charge product, input distance).
     softening : float, optional
         Add the radial features ``1 / (|r_ij| + softening)`` and its square.
+    radial : {"squared", "inverse"}
+        The distance feature of the edges: ``|r_ij|^2`` (EGNN's) or ``1 / (1 + |r_ij|)``
+        (bounded, so that far-apart particles, as in a dispersing system beyond the training
+        distances, look like far-apart particles instead of an extrapolation).
 
     Notes
     -----
@@ -105,9 +110,11 @@ class GRepsNBodyLayer(nn.Module):
         tensors: int,
         edge_dim: int,
         softening: float | None = None,
+        radial: str = "squared",
     ):
         super().__init__()
         act = nn.SiLU()
+        self.radial = _check_radial(radial)
         self.vectors, self.tensors = vectors, tensors
         self.softening = None if softening is None else float(softening)
         n_radial = 1 if softening is None else 3
@@ -153,7 +160,7 @@ class GRepsNBodyLayer(nn.Module):
         rn = r / (dist + 1.0)  # r_ij / (|r_ij| + 1): bounded T1 edge feature
         rn_c = rn[..., None]
         vec_j = _gather(vec, index)  # (3, b, n, k, C1)
-        edge = [dist2[..., None], edge_attr]
+        edge = [(dist2 if self.radial == "squared" else 1.0 / (1.0 + dist))[..., None], edge_attr]
         if self.softening is not None:
             inverse = 1.0 / (dist + self.softening)  # Coulomb-like radial features, bounded
             edge += [inverse[..., None], (inverse * inverse)[..., None]]
@@ -218,6 +225,21 @@ def structure_contraction(gamma, rn, w, mean=None):
     return mean(gs * rn[..., None], 3), mean(gs * s, 2)
 
 
+RADIAL = ("squared", "inverse")
+"""Distance features of :class:`GRepsNBody`'s edges."""
+
+
+def _check_radial(radial: str) -> str:
+    if radial not in RADIAL:
+        raise ValueError(f"radial: expected one of {list(RADIAL)}, got {radial!r}")
+    return radial
+
+
+def _radial(dist2: torch.Tensor, radial: str) -> torch.Tensor:
+    """``|r|^2`` or ``1 / (1 + |r|)`` from squared distances."""
+    return dist2 if radial == "squared" else 1.0 / (1.0 + dist2.sqrt())
+
+
 def _mean(x: torch.Tensor, axis: int) -> torch.Tensor:
     return x.mean(axis)
 
@@ -257,12 +279,26 @@ class GRepsNBody(ParticlePredictor):
     softening : float, optional
         If given, edges also see ``1 / (|r_ij| + softening)`` and its square (Coulomb-like
         radial features).
+    radial : {"squared", "inverse"}
+        Distance feature of the edges (the input distance and each layer's current one):
+        ``|r_ij|^2`` (EGNN's, the default) or the bounded ``1 / (1 + |r_ij|)``, which keeps
+        rollouts of a dispersing system from extrapolating in the distance.
     conserve_momentum : bool, optional
         With ``velocity_output``: remove the mean of the predicted velocity changes,
         ``dv_i <- dv_i - mean_j dv_j``, so that the total momentum ``sum_i v_i`` (equal
         masses) is conserved to round-off, as in an isolated system (Newton's third law).
         The projection commutes with rotations, reflections and permutations, so
         equivariance is kept. Default (None): on exactly when ``velocity_output``.
+    conserve_energy : bool
+        With ``velocity_output``: rescale the predicted velocities about their mean so that
+        the predicted state has the input's softened Coulomb energy,
+        ``E(x_T, v_T) = E(x_0, v_0)`` with ``E = 1/2 sum |v_i|^2 + sum_{i<j} q_i q_j /
+        sqrt(r_ij^2 + eps^2)`` (:func:`~grepsnet_sciml.models.energy.project_energy`; unit
+        masses and Coulomb constant, the data's physics). Invariant scalars only, so
+        equivariance and the total momentum are kept.
+    energy_softening : float
+        ``eps >= 0`` of that energy (the data's softening: 0.1 for the ``clean`` preset, 0 for
+        ``egnn``).
 
     Shapes
     ------
@@ -284,6 +320,9 @@ class GRepsNBody(ParticlePredictor):
         velocity_output: bool = False,
         softening: float | None = None,
         conserve_momentum: bool | None = None,
+        conserve_energy: bool = False,
+        energy_softening: float = 0.0,
+        radial: str = "squared",
     ):
         super().__init__()
         for name, value in (("hidden", hidden), ("vectors", vectors), ("tensors", tensors),
@@ -293,11 +332,12 @@ class GRepsNBody(ParticlePredictor):
         self.graph, self.k, self.radius, self.n_particles = graph, k, radius, n_particles
         neighbour_graph(torch.zeros(1, max(2, (k or 0) + 1), 3), graph, k, radius)  # validates
         self.charge_edges = charge_edges
+        self.radial = _check_radial(radial)
         self.embedding = nn.Linear(1, hidden)
         self.vector_embedding = nn.Parameter(torch.ones(vectors))
         edge_dim = 2 if charge_edges else 1
         self.layers = nn.ModuleList(
-            GRepsNBodyLayer(hidden, vectors, tensors, edge_dim, softening)
+            GRepsNBodyLayer(hidden, vectors, tensors, edge_dim, softening, radial)
             for _ in range(n_layers)
         )
         self.velocity_output = bool(velocity_output)
@@ -307,6 +347,15 @@ class GRepsNBody(ParticlePredictor):
             raise ValueError("conserve_momentum: needs velocity_output=True (the model "
                              "predicts no velocities otherwise)")
         self.conserve_momentum = bool(conserve_momentum)
+        if conserve_energy and not self.velocity_output:
+            raise ValueError("conserve_energy: needs velocity_output=True (the model "
+                             "predicts no velocities otherwise)")
+        if isinstance(energy_softening, bool) or not (
+                isinstance(energy_softening, (int, float)) and energy_softening >= 0):
+            raise ValueError(f"energy_softening: expected a number >= 0 (the softening length "
+                             f"of the Coulomb energy), got {energy_softening!r}")
+        self.conserve_energy = bool(conserve_energy)
+        self.energy_softening = float(energy_softening)
         if self.velocity_output:
             self.velocity_readout = nn.Linear(hidden, vectors)
 
@@ -319,7 +368,7 @@ class GRepsNBody(ParticlePredictor):
         weights = None if mask is None else mask / mask.sum(-1, keepdim=True).clamp(min=1)
         xc = x.permute(2, 0, 1)  # (3, b, n)
         diff = xc[..., None] - _gather(xc, index)
-        attrs = [(diff * diff).sum(0)]
+        attrs = [_radial((diff * diff).sum(0), self.radial)]
         if self.charge_edges:
             attrs.insert(0, q[:, :, None] * gather_neighbours(q, index))
         edge_attr = torch.stack(attrs, -1)
@@ -332,4 +381,8 @@ class GRepsNBody(ParticlePredictor):
         dv = (self.velocity_readout(h) * vec).sum(-1).permute(1, 2, 0)
         if self.conserve_momentum:
             dv = dv - dv.mean(1, keepdim=True)
-        return xc.permute(1, 2, 0), v + dv
+        x_out, v_out = xc.permute(1, 2, 0), v + dv
+        if self.conserve_energy:
+            energy = coulomb_energy(x, v, q, self.energy_softening)
+            v_out = project_energy(x_out, v_out, energy, q, self.energy_softening)
+        return x_out, v_out
