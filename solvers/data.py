@@ -353,29 +353,38 @@ class ParticlePairs(torch.utils.data.Dataset):
     predict_velocity : bool
         Targets are ``(positions, velocities)`` instead of positions.
     dtype : torch.dtype
+    steps : int
+        ``K``: targets are the states ``delta, 2 delta, .., K delta`` frames later, for the
+        unrolled loss (:class:`~.unroll.ParticleLoss`); ``K > 1`` needs ``predict_velocity``.
 
     Items are ``((positions (N, 3), velocities (N, 3), charges (N, 1)), target)`` with
-    ``target`` positions ``(N, 3)`` or a pair ``(positions, velocities)``.
+    ``target`` positions ``(N, 3)`` or a pair ``(positions, velocities)``; with ``steps > 1``
+    the pair ``(positions (K, N, 3), velocities (K, N, 3))``.
     """
 
     def __init__(self, ds, input_frames: int | Sequence[int] = 30, delta: int = 10,
                  samples=None, predict_velocity: bool = False,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, steps: int = 1):
         super().__init__()
         ds = open_dataset(ds)
         self.rep_in, self.rep_out = particle_reps(ds, predict_velocity)
         if not isinstance(delta, int) or delta < 1:
             raise ValueError(f"delta: expected a positive integer, got {delta!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+        if steps > 1 and not predict_velocity:
+            raise ValueError(f"steps: {steps} unrolled steps need predict_velocity=True (a "
+                             "rollout feeds the predicted velocities back)")
         frames = [input_frames] if isinstance(input_frames, int) else list(input_frames)
         n_time = ds.sizes["time"]
         for f in frames:
-            if not isinstance(f, int) or f < 0 or f + delta > n_time - 1:
-                raise ValueError(
-                    f"input_frames: frame {f} + delta {delta} is outside the {n_time} frames "
-                    f"of {source_of(ds)}"
-                )
+            if not isinstance(f, int) or f < 0 or f + steps * delta > n_time - 1:
+                ahead = f"delta {delta}" if steps == 1 else f"{steps} x delta {delta}"
+                raise ValueError(f"input_frames: frame {f} + {ahead} is outside the {n_time} "
+                                 f"frames of {source_of(ds)}")
         self.samples = _positions(samples, ds.sizes["sample"], "samples")
         self.delta, self.frames, self.predict_velocity = delta, frames, predict_velocity
+        self.steps = steps
         sub = ds.isel(sample=self.samples)
         arrays = {}
         for name in PARTICLE_VARIABLES:
@@ -392,6 +401,9 @@ class ParticlePairs(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         s, f = self.index[i]
         inputs = (self.position[s, f], self.velocity[s, f], self.charge[s])
+        if self.steps > 1:
+            later = slice(f + self.delta, f + self.steps * self.delta + 1, self.delta)
+            return inputs, (self.position[s, later], self.velocity[s, later])
         target = self.position[s, f + self.delta]
         if self.predict_velocity:
             target = (target, self.velocity[s, f + self.delta])

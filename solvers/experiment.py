@@ -61,7 +61,7 @@ from .trainer import (
     resume_changes,
     train_defaults,
 )
-from .unroll import FieldLoss, uses_field_methods
+from .unroll import PARTICLE_METHODS, FieldLoss, ParticleLoss, uses_field_methods
 
 __all__ = ["model_from_dataset", "build_model", "make_datasets", "train", "load_model",
            "LoadedModel", "model_description", "check_modes"]
@@ -137,14 +137,19 @@ def _augment(cfg: ExperimentConfig, kind: str) -> str:
     return group
 
 
-def _check_field_only(train_cfg, kind: str) -> None:
-    """ValueError naming the first field-only training method ``train_cfg`` sets."""
-    used = uses_field_methods(train_cfg)
-    if used:
-        name = used[0]
+def _check_particle_methods(cfg) -> None:
+    """ValueError naming the first training method particle data cannot take: a field-only
+    one (``input_noise``), or an unrolled loss without velocity outputs."""
+    used = uses_field_methods(cfg.train)
+    name = next((m for m in used if m not in PARTICLE_METHODS), None)
+    if name is not None:
         raise ValueError(f"train.{name}: applies to field data only; got "
-                         f"{getattr(train_cfg, name)!r} for {kind} data (expected its default,"
-                         f" {train_defaults()[name]!r})")
+                         f"{getattr(cfg.train, name)!r} for particle data (expected its "
+                         f"default, {train_defaults()[name]!r})")
+    if used and not cfg.data.predict_velocity:
+        raise ValueError(f"train.{used[0]}: an unrolled particle loss feeds predicted "
+                         "velocities back, so it needs data.predict_velocity = true; got "
+                         "predict_velocity = false")
 
 
 def _check_unroll_fits(steps: int, t_in: int, t_out: int, ds) -> None:
@@ -169,9 +174,10 @@ def make_datasets(cfg: ExperimentConfig):
     Raises
     ------
     ValueError
-        Particle data with a field-only training method set (``train.unroll_steps``,
-        ``train.unroll_curriculum``, ``train.pushforward``, ``train.input_noise``), or an
-        unrolled window longer than the trajectories; the message names the setting.
+        Particle data with a field-only training method set (``train.input_noise``) or an
+        unrolled loss without velocity outputs, or an unrolled window longer than the
+        trajectories; the message names the setting. Particle pairs with
+        ``train.unroll_steps = K`` carry the states ``K`` strides ahead.
     """
     train_ds, train_idx, valid_ds, valid_idx = _split(cfg)
     kind = DatasetSpec.from_dataset(train_ds).kind
@@ -187,9 +193,10 @@ def make_datasets(cfg: ExperimentConfig):
                                        torch.Generator().manual_seed(cfg.train.seed))
     else:
         _augment(cfg, kind)
-        _check_field_only(cfg.train, kind)
+        _check_particle_methods(cfg)
         train_set = ParticlePairs(train_ds, d.input_frames, d.delta, samples=train_idx,
-                                  predict_velocity=d.predict_velocity)
+                                  predict_velocity=d.predict_velocity,
+                                  steps=cfg.train.unroll_steps)
     return kind, train_set, valid_ds, valid_idx
 
 
@@ -444,6 +451,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, callbacks: Sequence[Calla
     loss_step = None  # default: one-step teacher forcing, as Trainer alone trains
     if kind == "field" and uses_field_methods(cfg.train):
         loss_step = FieldLoss.from_config(train_set.layout, d.t_out, cfg.train)
+    elif kind != "field" and uses_field_methods(cfg.train):
+        loss_step = ParticleLoss.from_config(cfg.train)
     trainer = Trainer(model, train_set, cfg.train, valid_fn=valid_fn, meta=meta,
                       callbacks=callbacks, loss_step=loss_step)
     history = trainer.fit(resume=resume, overwrite=overwrite)

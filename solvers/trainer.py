@@ -112,7 +112,8 @@ class TrainConfig:
         ``best`` is chosen among those epochs. Metrics rows of the other epochs have no
         ``valid_error``. 1 (default): every epoch.
     unroll_steps : int
-        Fields only: ``K``, the model steps of the unrolled training loss
+        Fields, and particles with velocity outputs (targets ``K`` strides ahead,
+        :class:`~.unroll.ParticleLoss`): ``K``, the model steps of the unrolled training loss
         (:mod:`~.unroll`). Training items carry ``K * t_out`` target frames (so fewer windows
         fit in each trajectory), the model is applied ``K`` times, sliding the packed
         window as a rollout does, and the loss is ``(1/K) sum_k loss(M^k(x), y_k)``. Costs
@@ -120,15 +121,15 @@ class TrainConfig:
         times the compute and activation memory of one-step training). 1 (default): one-step
         teacher forcing, exactly as without the option.
     unroll_curriculum : bool
-        Fields only, needs ``unroll_steps > 1``: epoch ``e`` (1-based) of ``E`` unrolls
+        Fields and particles, needs ``unroll_steps > 1``: epoch ``e`` (1-based) of ``E`` unrolls
         ``1 + floor((e - 1) (unroll_steps - 1) / (E - 1))`` steps, from 1 at epoch 1 up to
         ``unroll_steps`` at epoch ``E`` (a one-epoch run uses ``unroll_steps``); a resume
         that changes ``epochs`` follows the new ``E`` from then on.
     pushforward : bool
-        Fields only, needs ``unroll_steps > 1``: the pushforward trick (Brandstetter, Worrall
-        & Welling 2022): the first ``K - 1`` steps run without gradient (``torch.no_grad``)
-        and the loss is that of the last step's prediction only; ``K`` forward passes and
-        one backward pass per item.
+        Fields and particles, needs ``unroll_steps > 1``: the pushforward trick
+        (Brandstetter, Worrall & Welling 2022): the first ``K - 1`` steps run without
+        gradient (``torch.no_grad``) and the loss is that of the last step's prediction
+        only; ``K`` forward passes and one backward pass per item.
     input_noise : float
         Fields only: during training, add i.i.d. Gaussian noise of standard deviation
         ``input_noise * rms(x)`` (``rms`` over each sample's input window) to the input

@@ -1,7 +1,7 @@
-"""Training losses for stable long rollouts of field surrogates.
+"""Training losses for stable long rollouts of field and particle surrogates.
 
-One-step teacher forcing trains a field model ``M`` only on true input windows, while a
-rollout feeds it its own predictions. The three methods here, each a setting of
+One-step teacher forcing trains a model ``M`` only on true inputs, while a rollout feeds it
+its own predictions. The three methods here, each a setting of
 :class:`~.trainer.TrainConfig` (``[train]`` in TOML), train it on the states it meets in a
 rollout:
 
@@ -11,7 +11,13 @@ rollout:
 - **pushforward trick** (``pushforward``; Brandstetter, Worrall & Welling 2022, "Message
   passing neural PDE solvers", ICLR): the first ``K - 1`` steps run without gradient and
   only the last step's prediction is trained;
-- **input noise** (``input_noise``): i.i.d. Gaussian noise on the input window.
+- **input noise** (``input_noise``, fields only): i.i.d. Gaussian noise on the input window.
+
+Particle (x, v) predictors (``data.predict_velocity``) take the unrolled loss and the
+pushforward trick through :class:`ParticleLoss`: ``(x_k, v_k) = M(x_{k-1}, v_{k-1}, q)``
+from the true ``(x_0, v_0)``, and ``L = (1/K) sum_k [loss(x_k, X_k) + loss(v_k, V_k)]``
+against the true states ``K`` strides ahead (``ParticlePairs(..., steps=K)``). A rollout of
+an E(3) x S_n-equivariant ``M`` is equivariant, so the loss is invariant.
 
 Window rule
     With frames in a :class:`~.data.FieldLayout` of ``C`` channels per frame, ``w_0`` the
@@ -66,11 +72,14 @@ import torch
 from .data import FieldLayout
 from .trainer import TrainConfig, train_defaults
 
-__all__ = ["FieldLoss", "unrolled_loss", "add_input_noise", "noise_generator",
-           "curriculum_steps", "uses_field_methods", "FIELD_METHODS"]
+__all__ = ["FieldLoss", "ParticleLoss", "unrolled_loss", "unrolled_particle_loss",
+           "add_input_noise", "noise_generator", "curriculum_steps", "uses_field_methods",
+           "FIELD_METHODS", "PARTICLE_METHODS"]
 
 FIELD_METHODS = ("unroll_steps", "unroll_curriculum", "pushforward", "input_noise")
-"""Settings of :class:`~.trainer.TrainConfig` that only field data can use, by name."""
+"""Settings of :class:`~.trainer.TrainConfig` for stable rollouts, by name."""
+PARTICLE_METHODS = ("unroll_steps", "unroll_curriculum", "pushforward")
+"""Those of :data:`FIELD_METHODS` that particle (x, v) predictors take too."""
 
 
 def uses_field_methods(config: TrainConfig) -> list[str]:
@@ -274,3 +283,90 @@ class FieldLoss:
                              t_out=self.t_out, steps=self.steps_at(trainer.epoch + 1,
                                                                    cfg.epochs),
                              loss_fn=trainer.loss_fn, pushforward=self.pushforward)
+
+
+def unrolled_particle_loss(model, inputs, target, *, steps: int,
+                           loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                           pushforward: bool = False) -> torch.Tensor:
+    """The loss of ``steps`` rollout steps of a particle (x, v) predictor.
+
+    Parameters
+    ----------
+    model : callable
+        ``model(positions, velocities, charges) -> (positions, velocities)``, each
+        ``(B, N, 3)``.
+    inputs : tuple
+        ``(positions (B, N, 3), velocities (B, N, 3), charges (B, N, 1))``: the true state.
+    target : tuple
+        ``(positions, velocities)``, each ``(B, n, N, 3)`` with ``n >= steps``: the true
+        states ``1 .. n`` strides later (``ParticlePairs(..., steps=n)``).
+    steps : int
+        ``K >= 1``.
+    loss_fn : callable
+        ``loss_fn(prediction, truth) -> scalar``.
+    pushforward : bool
+        Steps ``1 .. K - 1`` without gradient; the loss of step ``K`` only.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(1/K) sum_k [loss_fn(x_k, X_k) + loss_fn(v_k, V_k)]`` (the last term alone with
+        ``pushforward``).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    xs, vs = target
+    if xs.ndim != 4 or xs.shape[1] < steps or vs.shape != xs.shape:
+        raise ValueError(f"target: expected (positions, velocities) of shape (batch, n, N, 3) "
+                         f"with n >= steps = {steps}, got {tuple(xs.shape)} and "
+                         f"{tuple(vs.shape)}")
+    x, v, q = inputs
+    losses = []
+    for k in range(steps):
+        last = k == steps - 1
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (last or not pushforward)):
+            x, v = model(x, v, q)
+        if last or not pushforward:
+            losses.append(loss_fn(x, xs[:, k]) + loss_fn(v, vs[:, k]))
+    return losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+
+
+@dataclass(frozen=True)
+class ParticleLoss:
+    """The training loss of a particle batch with unrolling and the pushforward trick.
+
+    A ``loss_step`` for :class:`~.trainer.Trainer` over ``ParticlePairs(...,
+    predict_velocity=True, steps=unroll_steps)``: :func:`unrolled_particle_loss` of
+    ``trainer.ddp_model`` with ``trainer.loss_fn``, unrolling :meth:`steps_at` steps in the
+    epoch being trained. Cost per item: ``K`` forward passes and a backward pass through all
+    of them (with ``pushforward``, through the last only).
+
+    Parameters
+    ----------
+    unroll_steps : int
+        ``K`` (``train.unroll_steps``).
+    curriculum : bool
+        :func:`curriculum_steps` steps in each epoch (``train.unroll_curriculum``).
+    pushforward : bool
+        ``train.pushforward``.
+    """
+
+    unroll_steps: int = 1
+    curriculum: bool = False
+    pushforward: bool = False
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> ParticleLoss:
+        """The loss that the settings of ``config`` ask for."""
+        return cls(config.unroll_steps, config.unroll_curriculum, config.pushforward)
+
+    def steps_at(self, epoch: int, epochs: int) -> int:
+        """``K`` in epoch ``epoch`` (1-based) of ``epochs``."""
+        if self.curriculum:
+            return curriculum_steps(epoch, epochs, self.unroll_steps)
+        return self.unroll_steps
+
+    def __call__(self, trainer, inputs, target) -> torch.Tensor:
+        steps = self.steps_at(trainer.epoch + 1, trainer.config.epochs)
+        return unrolled_particle_loss(trainer.ddp_model, inputs, target, steps=steps,
+                                      loss_fn=trainer.loss_fn, pushforward=self.pushforward)

@@ -16,17 +16,19 @@ from grepsnet_sciml.solvers.config import (
     save_config,
     set_field,
 )
-from grepsnet_sciml.solvers.data import FieldLayout, FieldWindows
+from grepsnet_sciml.solvers.data import FieldLayout, FieldWindows, ParticlePairs
 from grepsnet_sciml.solvers.experiment import make_datasets, train
 from grepsnet_sciml.solvers.losses import get_loss
 from grepsnet_sciml.solvers.rollout import rollout
 from grepsnet_sciml.solvers.trainer import TrainConfig, Trainer, load_checkpoint, resume_changes
 from grepsnet_sciml.solvers.unroll import (
     FieldLoss,
+    ParticleLoss,
     add_input_noise,
     curriculum_steps,
     noise_generator,
     unrolled_loss,
+    unrolled_particle_loss,
 )
 
 TOL = 1e-6  # unrolled loss vs the hand-written rollout loop (float64: ~1e-15 in practice)
@@ -342,14 +344,104 @@ def test_particle_data_refuses_field_only_methods(tmp_path):
     toy_particle_dataset().to_zarr(path, consolidated=False)
     base = {"data": {"train": str(path), "input_frames": [0, 1], "delta": 3},
             "train": {"out_dir": str(tmp_path / "run")}}
-    for train_settings, message in (
-            ({"unroll_steps": 3}, "train.unroll_steps: applies to field data only; got 3"),
-            ({"input_noise": 0.1}, "train.input_noise: applies to field data only; got 0.1"),
-            ({"unroll_steps": 2, "pushforward": True},
-             "train.unroll_steps: applies to field data only; got 2")):
-        cfg = config_from_dict({**base, "train": {**base["train"], **train_settings}})
+    for data_settings, train_settings, message in (
+            ({"predict_velocity": True}, {"input_noise": 0.1},
+             "train.input_noise: applies to field data only; got 0.1"),
+            ({"predict_velocity": False}, {"unroll_steps": 3},
+             "train.unroll_steps: an unrolled particle loss feeds "
+             "predicted velocities back, so it needs data.predict_velocity = true"),
+            ({"predict_velocity": True}, {"unroll_steps": 4},
+             r"input_frames: frame 0 \+ 4 x delta 3 is outside the 12 frames")):
+        cfg = config_from_dict({"data": {**base["data"], **data_settings},
+                                "train": {**base["train"], **train_settings}})
         with pytest.raises(ValueError, match=message):
             make_datasets(cfg)
+
+
+def _particle_model():
+    from grepsnet_sciml.models import GRepsNBody
+    torch.manual_seed(0)
+    return GRepsNBody(hidden=8, vectors=2, tensors=1, n_layers=1, velocity_output=True).double()
+
+
+def test_particle_pairs_carry_the_states_k_strides_ahead():
+    ds = toy_particle_dataset()
+    pairs = ParticlePairs(ds, [0, 2], 3, predict_velocity=True, steps=3, dtype=torch.float64)
+    (x, v, q), (xs, vs) = pairs[1]  # sample 0, input frame 2
+    assert xs.shape == vs.shape == (3, 5, 3)
+    for k in range(3):
+        assert torch.equal(xs[k], torch.as_tensor(ds.position.values[0, 2 + 3 * (k + 1)]))
+        assert torch.equal(vs[k], torch.as_tensor(ds.velocity.values[0, 2 + 3 * (k + 1)]))
+    one = ParticlePairs(ds, [0, 2], 3, predict_velocity=True, dtype=torch.float64)
+    assert torch.equal(one[1][1][0], xs[0]) and torch.equal(x, one[1][0][0])
+    with pytest.raises(ValueError, match="steps: 2 unrolled steps need predict_velocity"):
+        ParticlePairs(ds, 0, 3, steps=2)
+    with pytest.raises(ValueError, match="steps: expected a positive integer"):
+        ParticlePairs(ds, 0, 3, predict_velocity=True, steps=0)
+
+
+def test_unrolled_particle_loss_matches_the_rollout_loop():
+    ds = toy_particle_dataset()
+    pairs = ParticlePairs(ds, 0, 3, predict_velocity=True, steps=3, dtype=torch.float64)
+    inputs, (xs, vs) = next(iter(torch.utils.data.DataLoader(pairs, batch_size=6)))
+    model, mse = _particle_model(), get_loss("mse")
+    x, v, q = inputs
+    expected = []
+    for k in range(3):
+        x, v = model(x, v, q)
+        expected.append(mse(x, xs[:, k]) + mse(v, vs[:, k]))
+    loss = unrolled_particle_loss(model, inputs, (xs, vs), steps=3, loss_fn=mse)
+    assert abs(loss.item() - (sum(expected) / 3).item()) < 1e-12
+    one = unrolled_particle_loss(model, inputs, (xs, vs), steps=1, loss_fn=mse)
+    assert one.item() == expected[0].item()
+    push = unrolled_particle_loss(model, inputs, (xs, vs), steps=3, loss_fn=mse,
+                                  pushforward=True)
+    assert abs(push.item() - expected[2].item()) < 1e-12
+    # pushforward: the gradient flows through the last step only
+    model.zero_grad()
+    push.backward()
+    grad_push = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    with torch.no_grad():
+        x1, v1 = model(*inputs)
+        x2, v2 = model(x1, v1, q)
+    x3, v3 = model(x2, v2, q)
+    (mse(x3, xs[:, 2]) + mse(v3, vs[:, 2])).backward()
+    for a, p in zip(grad_push, model.parameters()):
+        assert torch.allclose(a, p.grad, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="target: expected .* with n >= steps = 4"):
+        unrolled_particle_loss(model, inputs, (xs, vs), steps=4, loss_fn=mse)
+
+
+def test_unrolled_particle_loss_is_invariant_under_e3_and_permutations():
+    from grepsnet_sciml.groups import O
+    ds = toy_particle_dataset()
+    pairs = ParticlePairs(ds, 0, 3, predict_velocity=True, steps=2, dtype=torch.float64)
+    (x, v, q), (xs, vs) = next(iter(torch.utils.data.DataLoader(pairs, batch_size=6)))
+    model, mse = _particle_model(), get_loss("mse")
+    g = O(3).sample(1, generator=torch.Generator().manual_seed(3))[0]
+    shift, perm = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64), torch.randperm(5)
+    moved = ((x @ g.T + shift)[:, perm], (v @ g.T)[:, perm], q[:, perm])
+    target = ((xs @ g.T + shift)[:, :, perm], (vs @ g.T)[:, :, perm])
+    a = unrolled_particle_loss(model, (x, v, q), (xs, vs), steps=2, loss_fn=mse)
+    b = unrolled_particle_loss(model, moved, target, steps=2, loss_fn=mse)
+    assert abs(a.item() - b.item()) <= 1e-10 * a.item()
+
+
+def test_particle_runs_train_unrolled_from_the_config(tmp_path):
+    path = tmp_path / "p.zarr"
+    toy_particle_dataset().to_zarr(path, consolidated=False)
+    cfg = config_from_dict({
+        "data": {"train": str(path), "input_frames": [0, 1], "delta": 3,
+                 "predict_velocity": True},
+        "model": {"name": "grepsnbody", "hidden": 8, "vectors": 2, "tensors": 1,
+                  "n_layers": 1},
+        "train": {"out_dir": str(tmp_path / "run"), "epochs": 2, "batch_size": 4,
+                  "progress": False, "unroll_steps": 2, "unroll_curriculum": True}})
+    trainer, history = train(cfg)
+    assert isinstance(trainer.loss_step, ParticleLoss)
+    assert trainer.loss_step.steps_at(1, 2) == 1 and trainer.loss_step.steps_at(2, 2) == 2
+    assert len(history) == 2 and all(math.isfinite(r["train_loss"]) for r in history)
 
 
 def test_toml_round_trip_and_command_line_keep_the_options(tmp_path):
