@@ -6,11 +6,13 @@ Usage::
     python benchmarks/nbody_long_horizon.py [--presets egnn clean] [--epochs 600]
     python benchmarks/nbody_long_horizon.py --merge runs/a/nbody_long_horizon.json \\
         runs/b/nbody_long_horizon.json
+    python benchmarks/nbody_long_horizon.py --timing-only [--presets clean] [--models ...]
 
 writes ``benchmarks/results/nbody_long_horizon.{json,md,png}``.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,8 +32,16 @@ if __name__ == "__main__":
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "nbody_data")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON")
+    parser.add_argument("--timing-only", action="store_true",
+                        help="only time a training step of each model side by side "
+                             "(nbody_long_horizon_timing.{json,md}, first preset)")
     args = parser.parse_args()
     try:
+        if args.timing_only:
+            timing = lh.train_step_times(args.models, args.presets[0], cache=args.cache,
+                                         out_dir=args.out, threads=args.threads,
+                                         protocol=args.protocol)
+            sys.exit(print(json.dumps(timing["ratio"], indent=1)))
         if args.merge:
             result = lh.merge(args.merge, args.out)
         else:

@@ -36,6 +36,42 @@ def test_momentum_is_conserved_by_construction_only_in_grepsnbody(runs):
     assert clean["EGNN"]["horizons"]["2"]["momentum_drift"] > 1e-4
 
 
+def test_energy_variants_keep_the_energy_on_both_physics(runs):
+    _, out = runs
+    for preset in ("clean", "egnn"):
+        entries = out[preset]["presets"][preset]
+        for name in ("GRepsNBody-energy", "GRepsNBody-inverse-energy",
+                     "GRepsNBody-inverse-energy-unroll2"):
+            for h in ("1", "2"):
+                row = entries[name]["horizons"][h]
+                # the projection holds E(x, v) of the split's potential: float32 round-off
+                assert row["relative_energy_drift_median"] < 1e-4, (preset, name, h)
+                assert row["momentum_drift"] < 1e-5
+        free = entries["GRepsNBody"]["horizons"]["2"]["relative_energy_drift_median"]
+        assert free > 1e-3
+
+
+def test_unrolled_variants_train_on_two_strides(runs):
+    _, out = runs
+    assert lh.METHODS["GRepsNBody-inverse-energy-unroll2"] == {"unroll_steps": 2}
+    for preset in ("clean", "egnn"):
+        entry = out[preset]["presets"][preset]["GRepsNBody-inverse-energy-unroll2"]
+        assert entry["epochs"] == 2 and not entry["diverged"]
+
+
+def test_training_step_timing_side_by_side(runs, tmp_path):
+    root, _ = runs
+    result = lh.train_step_times(("GRepsNBody", "GRepsNBody-inverse-energy"), "clean",
+                                 batch=10, repeats=2, cache=root / "cache", out_dir=tmp_path,
+                                 protocol="smoke")
+    assert result["ratio"]["GRepsNBody"] == 1.0
+    assert result["seconds"]["GRepsNBody-inverse-energy"] > 0
+    assert "| GRepsNBody-inverse-energy |" in (tmp_path / "nbody_long_horizon_timing.md"
+                                                ).read_text()
+    with pytest.raises(ValueError, match="models: expected names from"):
+        lh.train_step_times(("SchNet",), cache=root / "cache", out_dir=tmp_path)
+
+
 def test_merge_joins_presets_and_writes_table_and_plot(runs, tmp_path):
     root, _ = runs
     paths = [root / p / "nbody_long_horizon.json" for p in ("clean", "egnn")]

@@ -106,6 +106,7 @@ from grepsnet_sciml.solvers.trainer import (
     TrainingDiverged,
     load_checkpoint,
 )
+from grepsnet_sciml.solvers.unroll import ParticleLoss
 from grepsnet_sciml.testing import equivariance_errors
 
 from ._results import read_results
@@ -295,10 +296,23 @@ def read_egnn_folder(path, p: Protocol) -> tuple[dict[str, xr.Dataset], dict]:
     return splits, record
 
 
-def _pairs(splits: dict, p: Protocol, velocity: bool = False) -> dict[str, ParticlePairs]:
+def _pairs(splits: dict, p: Protocol, velocity: bool = False,
+           train_steps: int = 1) -> dict[str, ParticlePairs]:
+    """One-step pairs of each split; the training pairs ``train_steps`` strides deep.
+
+    Unrolled training pairs start at ``input_frame``, or as late as the trajectories allow
+    (the ``egnn`` preset stores 49 frames, so two strides of 10 start at frame 28).
+    """
     sizes = {"train": p.n_train, "valid": p.n_valid, "test": p.n_test}
-    return {s: ParticlePairs(ds, p.input_frame, p.target_frame - p.input_frame,
-                             samples=slice(0, sizes[s]), predict_velocity=velocity)
+    delta = p.target_frame - p.input_frame
+
+    def first(ds, s):
+        if s != "train" or train_steps == 1:
+            return p.input_frame
+        return min(p.input_frame, ds.sizes["time"] - 1 - train_steps * delta)
+
+    return {s: ParticlePairs(ds, first(ds, s), delta, samples=slice(0, sizes[s]),
+                             predict_velocity=velocity, steps=train_steps if s == "train" else 1)
             for s, ds in splits.items()}
 
 
@@ -324,8 +338,11 @@ def one_step_mse(model, pairs: ParticlePairs) -> float:
 
 
 def train(model, pairs: dict[str, ParticlePairs], p: Protocol, *, seed: int, budget_s,
-          max_epochs: int) -> tuple[list[dict], bool]:
+          max_epochs: int, loss_step=None) -> tuple[list[dict], bool]:
     """Train ``model`` with :class:`Trainer` (Adam, constant lr) on ``pairs["train"]``.
+
+    ``loss_step``: the Trainer's (e.g. :class:`~grepsnet_sciml.solvers.unroll.ParticleLoss`
+    over training pairs that many strides deep); default one-step MSE.
 
     The validation MSE is computed every ``p.eval_every`` epochs (and after the last); at
     each improvement the test MSE too. A non-finite training loss ends the run.
@@ -355,7 +372,7 @@ def train(model, pairs: dict[str, ParticlePairs], p: Protocol, *, seed: int, bud
             weight_decay=p.weight_decay, optimizer="adam", loss="mse", seed=seed,
             grad_clip=p.grad_clip or 0.0, progress=False, device=p.device,
             schedule="constant", time_budget_s=budget_s or 0.0, valid_every=p.eval_every)
-        trainer = Trainer(model, pairs["train"], config, valid_fn=valid_fn)
+        trainer = Trainer(model, pairs["train"], config, valid_fn=valid_fn, loss_step=loss_step)
         diverged = False
         try:
             trainer.fit()
@@ -431,6 +448,11 @@ _DRIFTS = {"energy_drift": "relative_energy_drift_median", "momentum_drift": "mo
 """Drifts of :func:`~grepsnet_sciml.solvers.evaluate.evaluate_particles` -> row keys."""
 
 
+def softening_of(ds: xr.Dataset) -> float:
+    """The softening length of a generated split's Coulomb force (0 for the ``egnn`` preset)."""
+    return float(json.loads(ds.attrs["config"])["softening"] or 0.0)
+
+
 def long_rollout(model, long: xr.Dataset, p: Protocol) -> dict:
     """Apply the 1000-step (x, v) predictor ``m`` times from frame ``input_frame``.
 
@@ -442,7 +464,7 @@ def long_rollout(model, long: xr.Dataset, p: Protocol) -> dict:
     momentum drifts ``||P_t - P_0||``, ``||L_t - L_0||`` over the kept trajectories, each
     beside the simulator's own (``sim_*``).
     """
-    softening = json.loads(long.attrs["config"])["softening"] or 0.0
+    softening = softening_of(long)
     frames = [p.input_frame + 10 * m for m in range(max(p.horizons) + 1)]
     x = torch.as_tensor(long.position.values[:, frames], dtype=torch.float32)
     v = torch.as_tensor(long.velocity.values[:, frames], dtype=torch.float32)
@@ -553,26 +575,34 @@ def run(protocol: str = "quick", cache: Path = CACHE, out_dir: Path = RESULTS, d
         results["rollout"] = {}
         for preset in p.rollout_presets:
             task = splits if preset == "egnn" else generated_task(p, cache, preset)[0]
-            results["rollout"][preset] = _rollouts(p, _pairs(task, p, velocity=True),
-                                                   long_split(p, cache, preset))
+            results["rollout"][preset] = _rollouts(p, task, long_split(p, cache, preset))
     _summarise(results)
     write(results, Path(out_dir), protocol)
     return results
 
 
-def _rollouts(p: Protocol, pairs: dict, long: xr.Dataset, models: dict | None = None) -> dict:
-    """Train each model's (x, v) predictor on ``pairs`` and roll it out on ``long``.
+def _rollouts(p: Protocol, splits: dict, long: xr.Dataset, models: dict | None = None,
+              methods: dict | None = None) -> dict:
+    """Train each model's (x, v) predictor on the task's ``splits`` and roll it out on ``long``.
 
     ``models``: display name -> constructor taking ``velocity_output`` (default: those of
-    ``p.models`` in :data:`MODELS`); every one starts from seed ``p.seeds[0]``.
+    ``p.models`` in :data:`MODELS`); every one starts from seed ``p.seeds[0]``. ``methods``:
+    display name -> settings of :class:`~grepsnet_sciml.solvers.unroll.ParticleLoss`
+    (``unroll_steps``, ``curriculum``, ``pushforward``) for the models trained on an unrolled
+    loss; the others train one step.
     """
     models = models if models is not None else {name: MODELS[name] for name in p.models}
+    methods = methods or {}
     out = {}
     for name, build in models.items():
         torch.manual_seed(p.seeds[0])
         model = build(velocity_output=True)
+        method = methods.get(name)
+        loss = None if method is None else ParticleLoss(**method)
+        pairs = _pairs(splits, p, velocity=True, train_steps=1 if loss is None
+                       else loss.unroll_steps)
         hist, diverged = train(model, pairs, p, seed=p.seeds[0], budget_s=p.rollout_budget_s,
-                               max_epochs=p.rollout_max_epochs)
+                               max_epochs=p.rollout_max_epochs, loss_step=loss)
         out[name] = {"epochs": len(hist), "best": best_test(hist), "diverged": diverged,
                      "horizons": long_rollout(model, long, p)}
     return out

@@ -13,7 +13,9 @@ simulator's own: position MSE, the share of trajectories with a particle past
 fixed number of epochs (not a time budget) keeps the numbers independent of machine load.
 
 Models: ``GRepsNBody`` (total momentum conserved by construction, its default with velocity
-outputs), ``GRepsNBody-free`` (the same without the projection, the ablation) and ``EGNN``.
+outputs), ``GRepsNBody-free`` (the same without the projection, the ablation),
+``GRepsNBody-energy`` (also the energy: ``conserve_energy=True`` with the preset's softening)
+and ``EGNN``.
 
 Usage (``benchmarks/nbody_long_horizon.py`` takes the same options)::
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -42,14 +45,25 @@ from grepsnet_sciml.models.nbody import GRepsNBody
 from . import nbody
 from ._results import read_results
 
-__all__ = ["MODELS", "run", "merge", "format_table"]
+__all__ = ["MODELS", "run", "merge", "format_table", "train_step_times"]
 
 MODELS = {
     "GRepsNBody": (GRepsNBody, {}),
     "GRepsNBody-free": (GRepsNBody, {"conserve_momentum": False}),
+    "GRepsNBody-energy": (GRepsNBody, {"conserve_energy": True}),
+    "GRepsNBody-inverse": (GRepsNBody, {"radial": "inverse"}),
+    "GRepsNBody-inverse-energy": (GRepsNBody, {"radial": "inverse", "conserve_energy": True}),
+    "GRepsNBody-inverse-energy-unroll2": (GRepsNBody, {"radial": "inverse",
+                                                        "conserve_energy": True}),
+    "GRepsNBody-inverse-unroll2": (GRepsNBody, {"radial": "inverse"}),
     "EGNN": (EGNN, {}),
 }
-"""Display name -> (class, constructor options besides ``velocity_output=True``)."""
+"""Display name -> (class, constructor options besides ``velocity_output=True``); a model
+that conserves energy is given the preset's softening (``energy_softening``)."""
+METHODS = {"GRepsNBody-inverse-energy-unroll2": {"unroll_steps": 2},
+           "GRepsNBody-inverse-unroll2": {"unroll_steps": 2}}
+"""Display name -> :class:`~grepsnet_sciml.solvers.unroll.ParticleLoss` settings of the
+models trained on an unrolled loss (the others train one step)."""
 PRESETS = ("egnn", "clean")
 STEM = "nbody_long_horizon"
 
@@ -107,12 +121,86 @@ def run(protocol: str = "quick", models=tuple(MODELS), presets=PRESETS, epochs: 
                "torch_threads": threads, "presets": {}}
     for preset in presets:
         splits = nbody.generated_task(p, cache, preset)[0]
-        builds = {name: functools.partial(MODELS[name][0], **MODELS[name][1]) for name in models}
-        entries = nbody._rollouts(p, nbody._pairs(splits, p, velocity=True),
-                                  nbody.long_split(p, cache, preset), builds)
+        long = nbody.long_split(p, cache, preset)
+        builds = {name: _build(name, nbody.softening_of(long)) for name in models}
+        entries = nbody._rollouts(p, splits, long, builds,
+                                  {name: METHODS[name] for name in models if name in METHODS})
         results["presets"][preset] = entries
     results["files"] = write(results, Path(out_dir))
     return results
+
+
+def train_step_times(models=tuple(MODELS), preset: str = "clean", batch: int = 100,
+                     repeats: int = 30, cache: Path = nbody.CACHE, out_dir: Path = nbody.RESULTS,
+                     threads: int = 1, protocol: str = "quick") -> dict:
+    """Seconds per training step (forward, MSE(x) + MSE(v), backward, Adam) side by side.
+
+    Every model is built as in :func:`run` for ``preset`` and steps on the same ``batch``
+    training systems; the models take turns ``repeats`` times after 3 warm-up steps, so a
+    change of machine load falls on all of them. Writes ``nbody_long_horizon_timing.{json,md}``
+    with each model's median and its ratio to the first model's.
+    """
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"models: expected names from {list(MODELS)}, got {list(models)}")
+    torch.set_num_threads(threads)
+    p = nbody.PROTOCOLS[protocol]
+    splits = nbody.generated_task(p, Path(cache), preset)[0]
+    pairs = nbody._pairs(splits, p, velocity=True)["train"]
+    x, v, q = nbody._inputs(pairs, batch)
+    xt = pairs.position[:batch, pairs.frames[0] + pairs.delta]
+    vt = pairs.velocity[:batch, pairs.frames[0] + pairs.delta]
+    softening = nbody.softening_of(splits["train"])
+    steps = {}
+    for name in models:
+        torch.manual_seed(0)
+        model = _build(name, softening)(velocity_output=True)
+        steps[name] = (model, torch.optim.Adam(model.parameters(), lr=p.lr))
+
+    def step(model, opt):
+        opt.zero_grad()
+        px, pv = model(x, v, q)
+        (torch.nn.functional.mse_loss(px, xt) + torch.nn.functional.mse_loss(pv, vt)).backward()
+        opt.step()
+
+    times = {name: [] for name in models}
+    for _ in range(3):
+        for pair in steps.values():
+            step(*pair)
+    for _ in range(repeats):
+        for name, pair in steps.items():
+            start = time.perf_counter()
+            step(*pair)
+            times[name].append(time.perf_counter() - start)
+    first = models[0]
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    result = {"preset": preset, "batch": batch, "repeats": repeats, "torch_threads": threads,
+              "seconds": medians,
+              "ratio": {name: medians[name] / medians[first] for name in models},
+              "ratio_quartiles": {name: [float(r) for r in np.percentile(
+                  np.asarray(times[name]) / np.asarray(times[first]), [25, 75])]
+                  for name in models}}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"Training step (forward, loss, backward, Adam) on {batch} `{preset}` systems, "
+             f"{threads} torch thread(s), models taking turns {repeats} times; ratio to "
+             f"{first} (per-step quartiles).", "",
+             "| model | ms per step | ratio | quartiles |", "|---|---|---|---|"]
+    for name in models:
+        lo, hi = result["ratio_quartiles"][name]
+        lines.append(f"| {name} | {1e3 * medians[name]:.1f} | {result['ratio'][name]:.2f} | "
+                     f"{lo:.2f}-{hi:.2f} |")
+    atomic_write_text(out_dir / f"{STEM}_timing.json", json.dumps(result, indent=1))
+    atomic_write_text(out_dir / f"{STEM}_timing.md", "\n".join(lines) + "\n")
+    return result
+
+
+def _build(name: str, softening: float):
+    """Constructor of model ``name`` taking ``velocity_output``, for data of this softening."""
+    cls, options = MODELS[name]
+    if options.get("conserve_energy"):
+        options = {**options, "energy_softening": softening}
+    return functools.partial(cls, **options)
 
 
 def merge(paths, out_dir: Path = nbody.RESULTS) -> dict:
