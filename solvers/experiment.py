@@ -324,7 +324,10 @@ def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
         ins, outs = _particle_normalizers(rep_in, rep_out,
                                           train_set if cfg.data.normalize else None)
     core = build_core(model_cfg, rep_in, rep_out, _forcing(layout) if kind == "field" else None)
-    return NormalizedModel(core, ins, outs)
+    head = None
+    if getattr(core, "conserve_energy", False):  # the energy of the data's units, not the core's
+        head, core.conserve_energy = core.energy_head, False
+    return NormalizedModel(core, ins, outs, head)
 
 
 def _field_validator(valid_ds, valid_idx, layout: FieldLayout, t_in: int, n_steps: int):

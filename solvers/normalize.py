@@ -140,14 +140,18 @@ class NormalizedModel(nn.Module):
         Declares ``rep_in``/``rep_out`` (and ``domain``, ``particle_axis``, ...).
     in_norms, out_norms : Normalizer or sequence of Normalizer
         One per input / output of ``core``, in the layouts of its ``rep_in``/``rep_out``.
+    head : nn.Module, optional
+        ``head(inputs, outputs) -> outputs`` applied in the data's units, after decoding
+        (e.g. :class:`~grepsnet_sciml.models.energy.EnergyProjection`, whose energy is not
+        that of normalized states); it must be equivariant itself.
 
     The buffers travel with ``state_dict``, so checkpoints hold the normalization. It is
-    equivariant whenever ``core`` is (the normalizers are).
+    equivariant whenever ``core`` (and ``head``) are (the normalizers are).
     """
 
-    def __init__(self, core: nn.Module, in_norms, out_norms):
+    def __init__(self, core: nn.Module, in_norms, out_norms, head: nn.Module | None = None):
         super().__init__()
-        self.core = core
+        self.core, self.head = core, head
         self.in_norms = nn.ModuleList(_as_tuple(in_norms))
         self.out_norms = nn.ModuleList(_as_tuple(out_norms))
         for attr in ("rep_in", "rep_out", "domain", "particle_axis", "translation_equivariant",
@@ -168,5 +172,7 @@ class NormalizedModel(nn.Module):
     def forward(self, *inputs):
         out = self.core(*(n.encode(x) for n, x in zip(self.in_norms, inputs)))
         if isinstance(out, (tuple, list)):
-            return tuple(n.decode(y) for n, y in zip(self.out_norms, out))
-        return self.out_norms[0].decode(out)
+            out = tuple(n.decode(y) for n, y in zip(self.out_norms, out))
+        else:
+            out = self.out_norms[0].decode(out)
+        return out if self.head is None else self.head(inputs, out)

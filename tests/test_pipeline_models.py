@@ -9,7 +9,7 @@ from test_solvers_data import toy_field_dataset, toy_particle_dataset
 from grepsnet_sciml import Reps
 from grepsnet_sciml.cli import main
 from grepsnet_sciml.groups import C4, D4, O
-from grepsnet_sciml.solvers.config import config_from_dict
+from grepsnet_sciml.solvers.config import config_from_dict, config_to_dict
 from grepsnet_sciml.solvers.experiment import load_model, model_from_dataset, train
 from grepsnet_sciml.solvers.registry import REGISTRY, EGNNConfig, model_name
 from grepsnet_sciml.solvers.rollout import rollout
@@ -125,6 +125,30 @@ def test_particle_model_trains_reloads_and_rolls_out(name, particle_data, tmp_pa
     assert pos.shape == (2, 4, 5, 3) and result.valid_steps.tolist() == [4, 4]
     torch.testing.assert_close(pos_r, pos @ rot.T, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(vel_r, vel @ rot.T, rtol=1e-4, atol=1e-4)
+
+
+def test_energy_head_keeps_the_energy_in_the_data_units_behind_normalization(particle_data,
+                                                                             tmp_path):
+    from grepsnet_sciml.models.energy import EnergyProjection, coulomb_energy
+    cfg = _particle_config("grepsnbody", particle_data, tmp_path / "e")
+    cfg = config_from_dict({**config_to_dict(cfg), "model": {
+        **config_to_dict(cfg)["model"], "conserve_energy": True, "energy_softening": 0.1,
+        "radial": "inverse"}})
+    trained, loaded = _train_and_reload(cfg)
+    model = loaded.model
+    # the head sits outside the normalization; the core no longer applies it
+    assert isinstance(model.head, EnergyProjection) and not model.core.conserve_energy
+    scales = [float(n.scale.flatten()[0]) for n in model.in_norms[:2]]
+    assert all(abs(sc - 1) > 1e-3 for sc in scales)  # a normalization that changes units
+    ds = toy_particle_dataset(n_samples=3, n_time=1, seed=5)
+    x, v = (torch.tensor(ds[k].values[:, 0]) for k in ("position", "velocity"))
+    q = torch.tensor(ds.charge.values)[..., None]
+    model = model.double()
+    with torch.no_grad():
+        x_out, v_out = model(x, v, q)
+    e0, e1 = coulomb_energy(x, v, q[..., 0], 0.1), coulomb_energy(x_out, v_out, q[..., 0], 0.1)
+    assert float(((e1 - e0) / e0).abs().max()) < 1e-12
+    assert_equivariant(model, inputs=(x, v, q), dtype=torch.float64)
 
 
 def test_checkpoint_of_another_model_or_reps_is_refused(particle_data, field_data, tmp_path):

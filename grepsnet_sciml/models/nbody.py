@@ -57,7 +57,7 @@ from ._particles import (
     gather_neighbours,
     neighbour_graph,
 )
-from .energy import coulomb_energy, project_energy
+from .energy import EnergyProjection
 
 __all__ = ["GRepsNBody", "GRepsNBodyLayer", "structure_contraction"]
 
@@ -294,8 +294,10 @@ class GRepsNBody(ParticlePredictor):
         the predicted state has the input's softened Coulomb energy,
         ``E(x_T, v_T) = E(x_0, v_0)`` with ``E = 1/2 sum |v_i|^2 + sum_{i<j} q_i q_j /
         sqrt(r_ij^2 + eps^2)`` (:func:`~grepsnet_sciml.models.energy.project_energy`; unit
-        masses and Coulomb constant, the data's physics). Invariant scalars only, so
-        equivariance and the total momentum are kept.
+        masses and Coulomb constant, the data's physics; :attr:`energy_head`). Invariant
+        scalars only, so equivariance and the total momentum are kept. The head needs the
+        data's units: behind normalization it is applied after decoding (the pipeline's
+        :func:`~grepsnet_sciml.solvers.experiment.build_model` does so).
     energy_softening : float
         ``eps >= 0`` of that energy (the data's softening: 0.1 for the ``clean`` preset, 0 for
         ``egnn``).
@@ -350,12 +352,8 @@ class GRepsNBody(ParticlePredictor):
         if conserve_energy and not self.velocity_output:
             raise ValueError("conserve_energy: needs velocity_output=True (the model "
                              "predicts no velocities otherwise)")
-        if isinstance(energy_softening, bool) or not (
-                isinstance(energy_softening, (int, float)) and energy_softening >= 0):
-            raise ValueError(f"energy_softening: expected a number >= 0 (the softening length "
-                             f"of the Coulomb energy), got {energy_softening!r}")
+        self.energy_head = EnergyProjection(energy_softening)  # validates the softening
         self.conserve_energy = bool(conserve_energy)
-        self.energy_softening = float(energy_softening)
         if self.velocity_output:
             self.velocity_readout = nn.Linear(hidden, vectors)
 
@@ -381,8 +379,5 @@ class GRepsNBody(ParticlePredictor):
         dv = (self.velocity_readout(h) * vec).sum(-1).permute(1, 2, 0)
         if self.conserve_momentum:
             dv = dv - dv.mean(1, keepdim=True)
-        x_out, v_out = xc.permute(1, 2, 0), v + dv
-        if self.conserve_energy:
-            energy = coulomb_energy(x, v, q, self.energy_softening)
-            v_out = project_energy(x_out, v_out, energy, q, self.energy_softening)
-        return x_out, v_out
+        out = xc.permute(1, 2, 0), v + dv
+        return self.energy_head((x, v, q), out) if self.conserve_energy else out
