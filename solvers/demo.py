@@ -32,6 +32,7 @@ from .config import ExperimentConfig, config_from_dict, save_config
 from .data import open_dataset
 from .experiment import load_model, train
 from .plots import write_json
+from .reference import dataset_config
 
 #: Captions of the figures the demo writes (any other PNG is linked under its file name).
 _CAPTIONS = {
@@ -320,6 +321,7 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
     # from frame 0, a training trajectory holds rollouts of (frames - 1) // delta steps
     with open_dataset(p_train) as ds:
         horizon = (ds.sizes["time"] - 1) // delta
+        softening = float(dataset_config(ds).get("softening") or 0.0)
     base = {
         "data": {"train": p_train, "input_frames": list(range(0, 31, 2)), "delta": delta,
                  "predict_velocity": True, "valid_rollout_steps": 4},
@@ -328,8 +330,10 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
     }
     pdir = os.path.join(out, "particles")
     runs = {
+        # bounded distance features and the data's energy kept exactly: stable rollouts
         "GRepsNBody": _with_model(base, "grepsnbody", os.path.join(pdir, "train_grepsnbody"),
-                                  hidden=64, n_layers=2),
+                                  hidden=64, n_layers=2, radial="inverse",
+                                  conserve_energy=True, energy_softening=softening),
         "EGNN": _with_model(base, "egnn", os.path.join(pdir, "train_egnn"), hidden=64,
                             n_layers=4),
     }
@@ -372,7 +376,9 @@ def _particle_part(cfg: DemoConfig, out: str, lines: list[str]) -> dict:
     lines += [
         "## Charged particles (5 bodies, `clean` preset, E(3) x S_n)", "",
         f"{cfg.particle_train} trajectories; surrogates: GRepsNBody (G-RepsNet, exactly "
-        "E(3) x S_n-equivariant) and EGNN (Satorras et al. 2021, equivariant baseline), both "
+        "E(3) x S_n-equivariant, conserving the total momentum and the data's energy by "
+        "construction, bounded distance features) and EGNN (Satorras et al. 2021, "
+        "equivariant baseline), both "
         "predicting positions and velocities 1 time unit (10 frames) ahead, "
         f"{cfg.particle_epochs} epochs each. Rollout of {cfg.particle_rollout} steps "
         f"({cfg.particle_rollout} time units; the training trajectories span {horizon}: the "
