@@ -317,23 +317,3 @@ def test_inverse_radial_is_equivariant_bounded_and_checked(dtype):
     with pytest.raises(ValueError, match="radial: expected one of"):
         GRepsNBody(radial="cubic")
 
-
-def test_energy_head_steps_back_along_the_prediction_when_the_positions_leave_no_energy(dtype):
-    from grepsnet_sciml.models.energy import EnergyProjection
-    x0, v0, q = _inputs(batch=4, n=5, dtype=dtype)
-    v0 = v0 - v0.mean(1, keepdim=True)
-    q = torch.tensor([1.0, -1, 1, -1, 1], dtype=dtype).expand(4, 5)
-    x = x0.clone()
-    x[:2, 2] = x[:2, 0] + 1e-3  # two like charges (0, 2) put almost on top of each other
-    head = EnergyProjection(0.1)
-    e0 = coulomb_energy(x0, v0, q, 0.1)
-    assert bool((coulomb_potential(x[:2], q[:2], 0.1) > e0[:2]).all())  # infeasible there
-    x_out, v_out = head((x0, v0, q[..., None]), (x, 1.3 * v0))
-    e1 = coulomb_energy(x_out, v_out, q, 0.1)
-    assert float(((e1 - e0) / e0).abs().max()) < (1e-10 if dtype == torch.float64 else 1e-4)
-    assert torch.equal(x_out[2:], x[2:])  # feasible samples keep their positions
-    # the others stop on the segment from x0 to the prediction, short of it
-    step = (x_out[:2] - x0[:2]).flatten(1), (x[:2] - x0[:2]).flatten(1)
-    alpha = (step[0] * step[1]).sum(1) / (step[1] * step[1]).sum(1)
-    assert bool(((alpha >= 0) & (alpha < 1)).all())
-    torch.testing.assert_close(step[0], alpha[:, None] * step[1])

@@ -110,9 +110,6 @@ def test_demo_small(tmp_path, capsys):
     # GRepsFNO is exactly equivariant (float64 rollout); the FNO beside it is not
     assert ns["GRepsFNO"]["equivariance_error_last_step"] < 1e-10
     assert ns["FNO"]["equivariance_error_last_step"] > 1e-4
-    # GRepsNBody keeps the data's energy and momentum by construction, EGNN does not
-    assert abs(particles["GRepsNBody"]["energy_drift_last"]) < 1e-4
-    assert abs(particles["EGNN"]["energy_drift_last"]) > 1e-3
     for name in ("GRepsNBody", "EGNN"):
         assert len(particles[name]["position_mse_per_step"]) == 6
         assert max(particles[name]["equivariance_error_per_step"]) < 1e-10

@@ -41,6 +41,7 @@ import torch
 from grepsnet_sciml._atomic import atomic_path, atomic_write_text
 from grepsnet_sciml.models.egnn import EGNN
 from grepsnet_sciml.models.nbody import GRepsNBody
+from grepsnet_sciml.solvers.unroll import ParticleLoss, unrolled_particle_loss
 
 from . import nbody
 from ._results import read_results
@@ -133,12 +134,14 @@ def run(protocol: str = "quick", models=tuple(MODELS), presets=PRESETS, epochs: 
 def train_step_times(models=tuple(MODELS), preset: str = "clean", batch: int = 100,
                      repeats: int = 30, cache: Path = nbody.CACHE, out_dir: Path = nbody.RESULTS,
                      threads: int = 1, protocol: str = "quick") -> dict:
-    """Seconds per training step (forward, MSE(x) + MSE(v), backward, Adam) side by side.
+    """Seconds per training step (forward, loss, backward, Adam) side by side.
 
-    Every model is built as in :func:`run` for ``preset`` and steps on the same ``batch``
-    training systems; the models take turns ``repeats`` times after 3 warm-up steps, so a
-    change of machine load falls on all of them. Writes ``nbody_long_horizon_timing.{json,md}``
-    with each model's median and its ratio to the first model's.
+    Every model is built and trained as in :func:`run` for ``preset`` (the one-step loss
+    ``MSE(x) + MSE(v)``, or the unrolled :class:`~grepsnet_sciml.solvers.unroll.ParticleLoss`
+    of :data:`METHODS`) and steps on the same ``batch`` training systems; the models take
+    turns ``repeats`` times after 3 warm-up steps, so a change of machine load falls on all
+    of them. Writes ``nbody_long_horizon_timing.{json,md}`` with each model's median and its
+    ratio to the first model's.
     """
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
@@ -146,21 +149,25 @@ def train_step_times(models=tuple(MODELS), preset: str = "clean", batch: int = 1
     torch.set_num_threads(threads)
     p = nbody.PROTOCOLS[protocol]
     splits = nbody.generated_task(p, Path(cache), preset)[0]
-    pairs = nbody._pairs(splits, p, velocity=True)["train"]
-    x, v, q = nbody._inputs(pairs, batch)
-    xt = pairs.position[:batch, pairs.frames[0] + pairs.delta]
-    vt = pairs.velocity[:batch, pairs.frames[0] + pairs.delta]
     softening = nbody.softening_of(splits["train"])
+    mse = torch.nn.functional.mse_loss
     steps = {}
     for name in models:
         torch.manual_seed(0)
         model = _build(name, softening)(velocity_output=True)
-        steps[name] = (model, torch.optim.Adam(model.parameters(), lr=p.lr))
+        loss = ParticleLoss(**METHODS.get(name, {}))
+        pairs = nbody._pairs(splits, p, velocity=True, train_steps=loss.unroll_steps)["train"]
+        items = [pairs[i] for i in range(batch)]
+        inputs = tuple(torch.stack([item[0][k] for item in items]) for k in range(3))
+        target = tuple(torch.stack([item[1][k] for item in items]) for k in range(2))
+        if loss.unroll_steps == 1:
+            target = tuple(t[:, None] for t in target)
+        steps[name] = (model, torch.optim.Adam(model.parameters(), lr=p.lr), inputs, target,
+                       loss.unroll_steps)
 
-    def step(model, opt):
+    def step(model, opt, inputs, target, k):
         opt.zero_grad()
-        px, pv = model(x, v, q)
-        (torch.nn.functional.mse_loss(px, xt) + torch.nn.functional.mse_loss(pv, vt)).backward()
+        unrolled_particle_loss(model, inputs, target, steps=k, loss_fn=mse).backward()
         opt.step()
 
     times = {name: [] for name in models}

@@ -109,18 +109,11 @@ def project_energy(positions: torch.Tensor, velocities: torch.Tensor, energy: to
 class EnergyProjection(nn.Module):
     """Output head of an (x, v) predictor that keeps the input state's Coulomb energy.
 
-    ``head((x_0, v_0, q), (x_T, v_T)) = (x', project_energy(x', v_T, E_0, q))`` with
-    ``E_0 = E(x_0, v_0)`` (:func:`coulomb_energy`) and ``x' = x_T`` whenever the predicted
-    positions leave energy for the relative motion, ``U(x_T) < E_0 - n |vbar_T|^2 / 2``.
-    Where they do not (a prediction that put opposite charges too far apart or like
-    charges too close for the energy), ``x'`` is the last point of the predicted step
-    ``x_0 + alpha (x_T - x_0)`` that does, ``alpha`` in ``[0, 1)`` found by 30 bisections
-    (no gradient through ``alpha``); ``alpha = 0`` is such a point when the step keeps the
-    mean velocity and the input moves (``E_0 - U(x_0) - n |vbar|^2 / 2`` is the input's
-    relative kinetic energy). So the energy is kept to round-off whenever the input state has
-    relative motion and the model conserves momentum. ``alpha`` is invariant, so the head is
-    E(3) x S_n-equivariant. No parameters. It needs the states in the units of the energy
-    (the data's): a model that normalizes its inputs applies it after decoding
+    ``head((x_0, v_0, q), (x_T, v_T)) = (x_T, project_energy(x_T, v_T, E(x_0, v_0), q))``
+    (:func:`coulomb_energy`): exact to round-off whenever the predicted positions leave
+    energy for the relative motion (otherwise the relative velocities become 0). Invariant
+    scalars only, so E(3) x S_n-equivariant. No parameters. It needs the states in the units
+    of the energy (the data's): a model that normalizes its inputs applies it after decoding
     (:class:`~grepsnet_sciml.solvers.normalize.NormalizedModel` ``head``).
 
     Parameters
@@ -128,8 +121,6 @@ class EnergyProjection(nn.Module):
     softening : float
         ``eps >= 0``.
     """
-
-    bisections = 30
 
     def __init__(self, softening: float = 0.0):
         super().__init__()
@@ -145,24 +136,7 @@ class EnergyProjection(nn.Module):
         q = q[..., 0] if q.ndim == x0.ndim else q
         x, v = outputs
         energy = coulomb_energy(x0, v0, q, self.softening)
-        mean = v.mean(-2)
-        limit = energy - 0.5 * v.shape[-2] * (mean * mean).sum(-1)  # U(x') must stay below
-        short = ~(coulomb_potential(x, q, self.softening) < limit)
-        if bool(short.any()):
-            alpha = torch.where(short, self._backtrack(x0, x, q, limit), torch.ones_like(limit))
-            x = x0 + alpha[..., None, None] * (x - x0)
         return x, project_energy(x, v, energy, q, self.softening)
-
-    @torch.no_grad()
-    def _backtrack(self, x0, x, q, limit):
-        """Largest ``alpha`` found in ``[0, 1]`` with ``U(x0 + alpha (x - x0)) < limit``."""
-        lo, hi = torch.zeros_like(limit), torch.ones_like(limit)
-        for _ in range(self.bisections):
-            mid = 0.5 * (lo + hi)
-            ok = coulomb_potential(x0 + mid[..., None, None] * (x - x0), q,
-                                   self.softening) < limit
-            lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
-        return lo
 
     def extra_repr(self) -> str:
         return f"softening={self.softening}"
