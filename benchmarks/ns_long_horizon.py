@@ -7,7 +7,8 @@ Usage::
         GRepsFNO=runs/.../GRepsFNO_seed0/best.pt GFNO-p4=runs/.../GFNO-p4_seed0/best.pt
 
 writes ``benchmarks/results/ns_long_horizon.{json,md}`` and ``ns_long_horizon_band.{png,json}``
-(``--stem NAME`` for other names).
+(``--stem NAME`` for other names; ``--energy-budget NAME ...`` rolls those models out with
+the energy-budget head put on, :func:`grepsnet_sciml.solvers.experiment.load_model`).
 """
 
 import argparse
@@ -28,10 +29,12 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--stem", default="ns_long_horizon",
                         help="output file names <stem>.{json,md}, <stem>_band.{png,json}")
+    parser.add_argument("--energy-budget", nargs="+", default=[], metavar="NAME",
+                        help="models rolled out with the energy-budget head put on")
     args = parser.parse_args()
     pairs = [c.split("=", 1) for c in args.checkpoints]
     if any(len(p) != 2 for p in pairs):
         parser.error(f"checkpoints: expected NAME=CHECKPOINT pairs, got {args.checkpoints}")
     result = run(dict(pairs), args.data, args.steps, args.horizons or [args.steps],
-                 args.samples, args.out, stem=args.stem)
+                 args.samples, args.out, stem=args.stem, energy_budget=args.energy_budget)
     print(format_table(result))

@@ -126,6 +126,11 @@ class FieldLayout:
         declares one, for models fed it as an input channel (:mod:`~.forcing`).
     forcing_amplitude : float
         Its amplitude.
+    viscosity : float or None
+        The data's kinematic viscosity ``nu`` when its generator config declares one (for the
+        energy-budget head, :mod:`~grepsnet_sciml.models.vorticity_budget`).
+    frame_time : float or None
+        The time between stored frames (the config's ``record_every``), likewise.
 
     Attributes
     ----------
@@ -138,6 +143,8 @@ class FieldLayout:
     group: Group
     forcing: str | None = None
     forcing_amplitude: float = 0.1
+    viscosity: float | None = None
+    frame_time: float | None = None
 
     @property
     def frame_channels(self) -> int:
@@ -184,13 +191,17 @@ class FieldLayout:
                "group": repr(self.group)}
         if self.forcing is not None:
             out.update(forcing=self.forcing, forcing_amplitude=self.forcing_amplitude)
+        for name in ("viscosity", "frame_time"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     @classmethod
     def from_json(cls, data: dict) -> FieldLayout:
         return cls(tuple(data["variables"]), tuple(data["kinds"]),
                    group_from_string(data["group"]), data.get("forcing"),
-                   float(data.get("forcing_amplitude", 0.1)))
+                   float(data.get("forcing_amplitude", 0.1)), data.get("viscosity"),
+                   data.get("frame_time"))
 
 
 def field_layout(ds: xr.Dataset, variables: Sequence[str] | None = None, *,
@@ -206,10 +217,13 @@ def field_layout(ds: xr.Dataset, variables: Sequence[str] | None = None, *,
     spec.require(ds, "field", variables)
     forcing = spec.config.get("forcing")
     named = forcing in FORCINGS
+    viscosity, frame_time = (spec.config.get(k) for k in ("viscosity", "record_every"))
     return FieldLayout(variables, tuple(spec.representations[v] for v in variables), spec.group,
                        forcing if named else None,
                        float(spec.config.get("forcing_amplitude", FORCING_AMPLITUDE))
-                       if named else FORCING_AMPLITUDE)
+                       if named else FORCING_AMPLITUDE,
+                       float(viscosity) if viscosity is not None else None,
+                       float(frame_time) if frame_time is not None else None)
 
 
 def field_trajectories(ds: xr.Dataset, layout: FieldLayout, samples=None, times=None,

@@ -21,6 +21,7 @@ import torch
 
 from grepsnet_sciml.datasets.contract import DatasetSpec, source_of
 from grepsnet_sciml.groups import group_from_string
+from grepsnet_sciml.models.vorticity_budget import EnergyBudget
 from grepsnet_sciml.reps import Reps
 
 from .config import (
@@ -327,7 +328,26 @@ def build_model(cfg: ExperimentConfig, kind: str, train_set=None, layout=None,
     head = None
     if getattr(core, "conserve_energy", False):  # the energy of the data's units, not the core's
         head, core.conserve_energy = core.energy_head, False
+    if getattr(model_cfg, "energy_budget", False):
+        head = _energy_budget_head(layout, source)
     return NormalizedModel(core, ins, outs, head)
+
+
+def _energy_budget_head(layout: FieldLayout, source: str) -> EnergyBudget:
+    """The :class:`EnergyBudget` head of ``layout``'s data; ValueError naming what is missing."""
+    if layout.variables != ("vorticity",) or layout.kinds != ("T0p",):
+        raise ValueError(f"model.energy_budget: the budget is the vorticity equation's, but "
+                         f"{source} are read as {list(layout.variables)} of kinds "
+                         f"{list(layout.kinds)}; expected data.variables = ['vorticity'] (a "
+                         "pseudo-scalar)")
+    missing = [name for name, value in (("viscosity", layout.viscosity),
+                                        ("record_every", layout.frame_time)) if value is None]
+    if missing:
+        raise ValueError(f"model.energy_budget: {source} do not give {missing} in "
+                         "attrs['config']; expected Navier-Stokes data from "
+                         "grepsnet_sciml.datasets (or set energy_budget = false)")
+    return EnergyBudget(layout.viscosity, layout.frame_time, layout.forcing,
+                        layout.forcing_amplitude)
 
 
 def _field_validator(valid_ds, valid_idx, layout: FieldLayout, t_in: int, n_steps: int):
@@ -519,7 +539,8 @@ def _check_expected(path, stored: dict, name: str | None, rep_in, rep_out) -> No
                 f"{stored.get('group')}; expected {want_s} of {group}")
 
 
-def load_model(path, name: str | None = None, rep_in=None, rep_out=None) -> LoadedModel:
+def load_model(path, name: str | None = None, rep_in=None, rep_out=None, *,
+               energy_budget: bool | None = None) -> LoadedModel:
     """Rebuild the trained model stored in checkpoint ``path`` (``best.pt``/``last.pt``).
 
     Parameters
@@ -530,12 +551,19 @@ def load_model(path, name: str | None = None, rep_in=None, rep_out=None) -> Load
         Expected model name (of :data:`~.registry.REGISTRY`; display names are accepted).
     rep_in, rep_out : Reps or tuple of Reps, optional
         Expected types of the model's inputs/outputs (as the core model declares them).
+    energy_budget : bool, optional
+        Field models: put the energy-budget head
+        (:class:`~grepsnet_sciml.models.vorticity_budget.EnergyBudget`) on (True) or take it
+        off (False) whatever the model was trained with; None: as trained. The head has no
+        weights, so any field checkpoint takes it (one written before the data's viscosity
+        was kept in checkpoints cannot).
 
     Raises
     ------
     ValueError
         If the checkpoint holds another model or other types than expected, or its weights
-        do not fit the model its description rebuilds; the message names both.
+        do not fit the model its description rebuilds; the message names both. Also
+        ``energy_budget`` for particle models, or data the budget does not describe.
     """
     ckpt = load_checkpoint(path)
     meta = ckpt.get("meta", {})
@@ -569,5 +597,10 @@ def load_model(path, name: str | None = None, rep_in=None, rep_out=None) -> Load
         raise ValueError(
             f"checkpoint: the weights in {path!r} do not fit the {type(model.core).__name__} "
             f"its config describes (expected its state_dict keys and shapes): {err}") from err
+    if energy_budget is not None:
+        if meta["kind"] != "field":
+            raise ValueError(f"energy_budget: {path!r} holds a particle model; the energy "
+                             "budget is the vorticity equation's (expected None)")
+        model.head = _energy_budget_head(layout, repr(path)) if energy_budget else None
     return LoadedModel(model.eval(), meta["kind"], cfg, layout, ckpt["epoch"])
 

@@ -155,6 +155,9 @@ class JobConfig:
         Steps between flushes of streamed rollouts.
     overwrite : bool
         Replace this job's earlier results in ``out_dir`` (see :func:`claim_outputs`).
+    energy_budget : bool or None
+        Field models: roll out with (True) or without (False) the energy-budget head,
+        whatever the model was trained with; None: as trained (:func:`~.experiment.load_model`).
     """
 
     checkpoint: str = "runs/train/best.pt"
@@ -165,6 +168,7 @@ class JobConfig:
     start: int = 0
     chunk: int = 16
     overwrite: bool = False
+    energy_budget: bool | None = None
 
     def __post_init__(self):
         for name in ("n_steps", "chunk"):
@@ -227,7 +231,8 @@ def rollout_job(job: JobConfig) -> RolloutResult:
     Memory and the time to the first step do not depend on ``n_steps``; the rollout stops
     once every trajectory has blown up (see :meth:`~.rollout.RolloutResult.guard_report`).
     """
-    loaded, ds = load_model(job.checkpoint), open_dataset(job.data)
+    loaded = load_model(job.checkpoint, energy_budget=job.energy_budget)
+    ds = open_dataset(job.data)
     state, step_time, _ = initial_states(loaded, ds, job)
     claim_outputs(job.out_dir, job_outputs("rollout", loaded.kind), job.overwrite, "rollout")
     store = os.path.join(job.out_dir, "rollout.zarr")
@@ -248,7 +253,8 @@ def evaluate_job(job: JobConfig, name: str = "surrogate") -> xr.Dataset:
     ``attrs["guard"]`` (:func:`~.rollout.guard_report`); :func:`evaluation_summary` turns
     it into text.
     """
-    loaded, ds = load_model(job.checkpoint), open_dataset(job.data)
+    loaded = load_model(job.checkpoint, energy_budget=job.energy_budget)
+    ds = open_dataset(job.data)
     state, step_time, solver = initial_states(loaded, ds, job)
     claim_outputs(job.out_dir, job_outputs("evaluate", loaded.kind), job.overwrite,
                   "evaluate")
@@ -321,7 +327,8 @@ def evaluation_summary(ev: xr.Dataset) -> list[str]:
 
 def diagnose_job(job: JobConfig, name: str = "surrogate", n_elements: int = 8) -> xr.Dataset:
     """Symmetry consistency of surrogate and solver: ``out_dir/diagnostics.nc`` and figures."""
-    loaded, ds = load_model(job.checkpoint), open_dataset(job.data)
+    loaded = load_model(job.checkpoint, energy_budget=job.energy_budget)
+    ds = open_dataset(job.data)
     state, step_time, solver = initial_states(loaded, ds, job)
     claim_outputs(job.out_dir, job_outputs("diagnose", loaded.kind), job.overwrite,
                   "diagnose")

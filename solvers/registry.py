@@ -266,6 +266,12 @@ class GRepsFNOConfig(_Validated):
         Feed the data's named forcing as one more input channel (:mod:`~.forcing`; exactly
         invariant under the declared symmetry, fixed in space): ``"auto"`` when the data
         name one, ``"on"`` (an error without one) or ``"off"``.
+    energy_budget : bool
+        Rescale every predicted vorticity so that the step obeys the vorticity equation's
+        kinetic-energy budget, forcing work minus viscous dissipation
+        (:class:`~grepsnet_sciml.models.vorticity_budget.EnergyBudget`, applied in the data's
+        units by :class:`~.normalize.NormalizedModel`); needs vorticity-only data whose
+        generator config gives the viscosity and the frame spacing.
     """
 
     width: int = 6
@@ -282,6 +288,7 @@ class GRepsFNOConfig(_Validated):
     mlp_expansion: float = 2 / 3
     output_dealias: bool = False
     forcing_channel: str = "auto"
+    energy_budget: bool = False
 
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {
         "channels": ("regular", "tensor", "mixed"), "regular_mixing": ("mean", "conv"),
@@ -298,7 +305,7 @@ class GRepsFNOC4Config(GRepsFNOConfig):
 
     Attributes
     ----------
-    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, mlp_width, mlp_expansion, output_dealias, forcing_channel
+    width, modes, n_layers, channels, hidden_type, regular_mixing, spectral_mixing, projection_ratio, radial_embedding, pointwise, mlp_width, mlp_expansion, output_dealias, forcing_channel, energy_budget
         As :class:`GRepsFNOConfig` (``width x R`` is ``4 width`` real channels).
     """  # noqa: E501
 
@@ -709,6 +716,7 @@ def _grepsfno_kwargs(cfg: GRepsFNOConfig) -> dict:
     kwargs = dataclasses.asdict(cfg)
     kwargs["hidden"] = kwargs.pop("hidden_type")
     del kwargs["forcing_channel"]  # build_core's wrapper (ForcingInput), not the model's
+    del kwargs["energy_budget"]  # build_model's head, in the data's units
     return kwargs
 
 

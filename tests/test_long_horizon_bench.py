@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+import xarray as xr
 
 from grepsnet_sciml.benchmarks import long_horizon
 from grepsnet_sciml.cli import main
@@ -85,3 +87,42 @@ def test_stem_names_every_output_file(trained):
     assert names == ["late.json", "late.md", "late_band.json",
                      "late_band.png"]
     assert result["files"]["md"].endswith("late.md")
+
+
+def test_the_energy_budget_head_is_put_on_at_load_and_every_step_obeys_the_budget(trained):
+    root, test, ckpts = trained
+    plain, budget = load_model(ckpts["GRepsFNO"]), load_model(ckpts["GRepsFNO"],
+                                                              energy_budget=True)
+    assert plain.model.head is None and budget.model.head is not None
+    head = budget.model.head
+    assert (head.viscosity, head.frame_time, head.forcing) == (1e-3, 1.0, "symmetric")
+    ds = open_dataset(test)
+    frames = field_trajectories(ds, budget.layout, [0, 1], slice(0, 2))
+    states = rollout(budget.model, frames, 6, layout=budget.layout).states[:, :, 0].double()
+    previous = torch.cat([frames[:, -1:, 0].double(), states[:, :-1]], 1)
+    assert float(head.residual(previous, states).abs().max()) < 1e-4  # float32 rollout
+    unbudgeted = rollout(plain.model, frames, 6, layout=plain.layout).states[:, :, 0].double()
+    previous = torch.cat([frames[:, -1:, 0].double(), unbudgeted[:, :-1]], 1)
+    assert float(head.residual(previous, unbudgeted).abs().max()) > 1e-3
+    off = load_model(ckpts["GRepsFNO"], energy_budget=False)
+    assert off.model.head is None
+    result = long_horizon.run(ckpts, test, n_steps=3, horizons=[3], n_samples=1,
+                              out_dir=root / "budget", energy_budget=["GRepsFNO"])
+    assert [r["energy_budget"] for r in result["rows"]] == [False, True]
+    with pytest.raises(ValueError, match=r"energy_budget: \['EGNN'\] are not among"):
+        long_horizon.run(ckpts, test, n_steps=3, horizons=[3], out_dir=root / "bad",
+                         energy_budget=["EGNN"])
+
+
+def test_rollout_cli_takes_the_energy_budget_switch(trained):
+    root, test, ckpts = trained
+    for switch in ("on", "off"):
+        out = root / f"cli_{switch}"
+        assert main(["rollout", "--checkpoint", str(ckpts["GRepsFNO"]), "--data", str(test),
+                     "--out-dir", str(out), "--n-steps", "3", "--n-samples", "1",
+                     "--energy-budget", switch]) == 0
+    on, off = (xr.open_zarr(root / f"cli_{s}" / "rollout.zarr") for s in ("on", "off"))
+    assert not np.allclose(on["vorticity"].values, off["vorticity"].values)
+    with pytest.raises(SystemExit):
+        main(["rollout", "--checkpoint", str(ckpts["GRepsFNO"]), "--data", str(test),
+              "--energy-budget", "yes"])

@@ -53,7 +53,8 @@ CONSTRUCTORS = {"fno": FNOBaseline, "fno-aug": FNOBaseline, "grepsfno": GRepsFNO
                 "gfno-p4m-pseudo": GFNO2d, "mpnn": ParticleMPNN, "grepsnbody": GRepsNBody,
                 "egnn": EGNN}
 RENAMED = {"hidden_type": "hidden"}  # config field -> constructor argument
-WRAPPER_FIELDS = {"forcing_channel"}  # build_core's wrapper (ForcingInput), not the model's
+WRAPPER_FIELDS = {"forcing_channel",  # build_core's wrapper (ForcingInput), not the model's
+                  "energy_budget"}  # build_model's head (EnergyBudget), in the data's units
 FIELD_REPS = (Reps("3xT0p", D4()), Reps("T0p", D4()))
 PARTICLE_REPS = ((Reps("T1", O(3)), Reps("T1", O(3)), Reps("T0", O(3))), Reps("T1", O(3)))
 

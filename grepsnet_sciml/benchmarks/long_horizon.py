@@ -41,7 +41,7 @@ def _at(values: np.ndarray, step: int) -> float:
 
 def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
         out_dir: Path = Path("benchmarks/results"), threads: int = 1,
-        stem: str = "ns_long_horizon") -> dict:
+        stem: str = "ns_long_horizon", energy_budget=()) -> dict:
     """Roll every checkpoint out beside the solver and write the tables and the figure.
 
     Parameters
@@ -62,6 +62,10 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
         Torch threads.
     stem : str
         File names: ``<stem>.{json,md}`` and ``<stem>_band.{png,json}``.
+    energy_budget : collection of str
+        Display names of ``checkpoints`` rolled out with the energy-budget head put on
+        (:func:`~grepsnet_sciml.solvers.experiment.load_model` ``energy_budget=True``); the
+        others as trained.
 
     Returns
     -------
@@ -82,9 +86,14 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
         raise ValueError(f"horizons: {bad} outside 1..n_steps = {n_steps}")
     if not checkpoints:
         raise ValueError("checkpoints: expected at least one name -> checkpoint")
+    unknown = sorted(set(energy_budget) - set(checkpoints))
+    if unknown:
+        raise ValueError(f"energy_budget: {unknown} are not among the checkpoints' names "
+                         f"{list(checkpoints)}")
     torch.set_num_threads(threads)
     ds = open_dataset(data)
-    loaded = {name: load_model(path) for name, path in checkpoints.items()}
+    loaded = {name: load_model(path, energy_budget=True if name in energy_budget else None)
+              for name, path in checkpoints.items()}
     first = next(iter(loaded.values()))
     t_in = first.config.data.t_in
     frames = field_trajectories(ds, first.layout, list(range(min(n_samples,
@@ -110,6 +119,7 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
         for j, h in enumerate(horizons):
             rows.append({
                 "model": name, "checkpoint": os.fspath(checkpoints[name]), "horizon": h,
+                "energy_budget": loaded[name].model.head is not None,
                 "blow_ups": int(np.sum(blow <= times[h - 1])),
                 "energy_in_band": _at(m.energy_in_band.values, h),
                 "enstrophy_in_band": _at(m.enstrophy_in_band.values, h),

@@ -166,7 +166,8 @@ def _job(args: argparse.Namespace):
 
     return JobConfig(checkpoint=args.checkpoint, data=args.data, out_dir=args.out_dir,
                      n_steps=args.n_steps, n_samples=args.n_samples, start=args.start,
-                     chunk=args.chunk, overwrite=args.overwrite)
+                     chunk=args.chunk, overwrite=args.overwrite,
+                     energy_budget={"on": True, "off": False, None: None}[args.energy_budget])
 
 
 @_reported
@@ -216,6 +217,10 @@ def _add_job_options(parser: argparse.ArgumentParser, out_default: str, steps: i
                         help="first frame of the initial state (default: %(default)s)")
     parser.add_argument("--chunk", type=int, default=16,
                         help="steps kept in memory between writes (default: %(default)s)")
+    parser.add_argument("--energy-budget", choices=("on", "off"), default=None,
+                        help="field models: rescale every predicted vorticity so each step "
+                        "obeys the energy budget of the vorticity equation (on), or not (off), "
+                        "whatever the model was trained with (default: as trained)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace this command's earlier results in --out-dir (never "
                         "other files); without it existing results are an error")
