@@ -337,15 +337,15 @@ def _energy_budget_head(layout: FieldLayout, source: str) -> EnergyBudget:
     """The :class:`EnergyBudget` head of ``layout``'s data; ValueError naming what is missing."""
     if layout.variables != ("vorticity",) or layout.kinds != ("T0p",):
         raise ValueError(f"model.energy_budget: the budget is the vorticity equation's, but "
-                         f"{source} are read as {list(layout.variables)} of kinds "
+                         f"the data of {source} are read as {list(layout.variables)} of kinds "
                          f"{list(layout.kinds)}; expected data.variables = ['vorticity'] (a "
                          "pseudo-scalar)")
     missing = [name for name, value in (("viscosity", layout.viscosity),
                                         ("record_every", layout.frame_time)) if value is None]
     if missing:
-        raise ValueError(f"model.energy_budget: {source} do not give {missing} in "
-                         "attrs['config']; expected Navier-Stokes data from "
-                         "grepsnet_sciml.datasets (or set energy_budget = false)")
+        raise ValueError(f"model.energy_budget: needs the data's {missing}, which "
+                         f"attrs['config'] of {source} does not give; expected Navier-Stokes "
+                         "data from grepsnet_sciml.datasets (or energy_budget = false)")
     return EnergyBudget(layout.viscosity, layout.frame_time, layout.forcing,
                         layout.forcing_amplitude)
 

@@ -126,3 +126,24 @@ def test_rollout_cli_takes_the_energy_budget_switch(trained):
     with pytest.raises(SystemExit):
         main(["rollout", "--checkpoint", str(ckpts["GRepsFNO"]), "--data", str(test),
               "--energy-budget", "yes"])
+
+
+def test_steps_in_band_count_the_steps_whose_sample_mean_is_inside(trained):
+    root, test, ckpts = trained
+    result = long_horizon.run({"FNO": ckpts["FNO"]}, test, n_steps=4, horizons=[2, 4],
+                              n_samples=2, out_dir=root / "steps")
+    ds = open_dataset(test)
+    loaded = load_model(ckpts["FNO"])
+    frames = field_trajectories(ds, loaded.layout, [0, 1], slice(0, 2))
+    truth = navier_stokes_solver(ds, loaded.layout)(frames, 4)
+    pred = rollout(loaded.model, frames, 4, layout=loaded.layout).states
+    ev = evaluate_fields({"m": pred}, truth, times=np.arange(1.0, 5.0), spectrum_times=[3])
+    lo, hi = ev.energy_band.values
+    mean = ev.energy.values[0].mean(0)
+    for row, h in zip(result["rows"], (2, 4)):
+        assert row["energy_steps_in_band"] == pytest.approx(
+            float(np.mean((mean[:h] >= lo) & (mean[:h] <= hi))))
+        solver = ev.enstrophy_true.values.mean(0)[:h]
+        zlo, zhi = ev.enstrophy_band.values
+        assert row["solver_enstrophy_steps_in_band"] == pytest.approx(
+            float(np.mean((solver >= zlo) & (solver <= zhi))))

@@ -172,6 +172,14 @@ def test_checkpoint_of_another_model_or_reps_is_refused(particle_data, field_dat
     save_atomic(ckpt, tmp_path / "edited.pt")
     with pytest.raises(ValueError, match="describes"):
         load_model(tmp_path / "edited.pt")
+    # the energy-budget head is the vorticity equation's: not for particles, nor for toy
+    # fields whose generator config gives no viscosity
+    with pytest.raises(ValueError, match="energy_budget: .* holds a particle model"):
+        load_model(path, energy_budget=True)
+    with pytest.raises(ValueError,
+                       match=r"model.energy_budget: needs the data's \['record_every'\]"):
+        load_model(gpath, energy_budget=True)
+    assert load_model(gpath, energy_budget=False).model.head is None
 
 
 def test_models_reject_data_of_the_wrong_kind(tmp_path):

@@ -14,6 +14,9 @@ horizon):
   (``1 <= |k| <= N/3``, as a factor) at step ``h``, and ``spectrum_ratio`` every shell's
   ratio (``|k| = 1 .. N/3`` in order; None where a blown-up model has none);
 - ``rel_l2``: the relative L2 error at step ``h`` (mean over samples);
+- ``energy_steps_in_band``/``enstrophy_steps_in_band``: the fraction of the steps ``1 .. h``
+  at which the mean over samples is inside the band, and the solver's own
+  (``solver_..._steps_in_band``);
 
 and ``correlation_time`` (median over samples, in the data's time units: the first time the
 correlation with the truth falls below 0.8). Writes ``<stem>.{json,md}`` and the
@@ -132,6 +135,12 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
                 "correlation_time": float(np.median(m.correlation_time.values)),
                 "energy_mean": float(m.energy.values[:, h - 1].mean()),
                 "energy_mean_true": float(ev.energy_true.values[:, h - 1].mean()),
+                **{f"{q}_steps_in_band": _steps_in_band(m[q].values[:, :h], band)
+                   for q, band in (("energy", ev.energy_band.values),
+                                   ("enstrophy", ev.enstrophy_band.values))},
+                **{f"solver_{q}_steps_in_band": _steps_in_band(ev[f"{q}_true"].values[:, :h],
+                                                               ev[f"{q}_band"].values)
+                   for q in ("energy", "enstrophy")},
             })
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,16 +160,25 @@ def _in_band(values: np.ndarray, band: np.ndarray) -> float:
     return float(np.mean((values >= band[0]) & (values <= band[-1])))
 
 
+def _steps_in_band(values: np.ndarray, band: np.ndarray) -> float:
+    """Fraction of the steps at which the mean over samples of ``values (sample, step)`` is
+    inside ``band``."""
+    return _in_band(values.mean(0), band)
+
+
 def format_table(result: dict) -> str:
     """Markdown table of :func:`run`'s rows."""
     lines = ["| model | steps | blow-ups | energy in band (solver) | enstrophy in band | "
-             "worst spectrum ratio | rel. L2 | energy (solver) | correlation time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "worst spectrum ratio | rel. L2 | energy (solver) | correlation time | "
+             "steps with mean energy, enstrophy in band (solver) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(
             f"| {r['model']} | {r['horizon']} | {r['blow_ups']}/{result['n_samples']} | "
             f"{r['energy_in_band']:.2f} ({r['solver_energy_in_band']:.2f}) | "
             f"{r['enstrophy_in_band']:.2f} | {r['spectrum_ratio_worst']:.2f} | "
             f"{r['rel_l2']:.2f} | {r['energy_mean']:.4f} ({r['energy_mean_true']:.4f}) | "
-            f"{r['correlation_time']:.1f} |")
+            f"{r['correlation_time']:.1f} | {r['energy_steps_in_band']:.2f}, "
+            f"{r['enstrophy_steps_in_band']:.2f} ({r['solver_energy_steps_in_band']:.2f}, "
+            f"{r['solver_enstrophy_steps_in_band']:.2f}) |")
     return "\n".join(lines) + "\n"
