@@ -31,10 +31,14 @@ if __name__ == "__main__":
                         help="output file names <stem>.{json,md}, <stem>_band.{png,json}")
     parser.add_argument("--energy-budget", nargs="+", default=[], metavar="NAME",
                         help="models rolled out with the energy-budget head put on")
+    parser.add_argument("--test-steps", type=int, default=0, metavar="STEPS",
+                        help="also score STEPS-step rollouts from every trajectory by the NS "
+                        "bench's test error (0: not)")
     args = parser.parse_args()
     pairs = [c.split("=", 1) for c in args.checkpoints]
     if any(len(p) != 2 for p in pairs):
         parser.error(f"checkpoints: expected NAME=CHECKPOINT pairs, got {args.checkpoints}")
     result = run(dict(pairs), args.data, args.steps, args.horizons or [args.steps],
-                 args.samples, args.out, stem=args.stem, energy_budget=args.energy_budget)
+                 args.samples, args.out, stem=args.stem, energy_budget=args.energy_budget,
+                 test_steps=args.test_steps)
     print(format_table(result))

@@ -147,3 +147,21 @@ def test_steps_in_band_count_the_steps_whose_sample_mean_is_inside(trained):
         zlo, zhi = ev.enstrophy_band.values
         assert row["solver_enstrophy_steps_in_band"] == pytest.approx(
             float(np.mean((solver >= zlo) & (solver <= zhi))))
+
+
+def test_test_error_is_the_ns_bench_metric_over_every_trajectory(trained):
+    from grepsnet_sciml.benchmarks.ns import relative_l2_percent
+
+    root, test, ckpts = trained
+    result = long_horizon.run({"GRepsFNO": ckpts["GRepsFNO"]}, test, n_steps=2, horizons=[2],
+                              n_samples=1, out_dir=root / "test_error", test_steps=3)
+    ds = open_dataset(test)
+    loaded = load_model(ckpts["GRepsFNO"])
+    frames = field_trajectories(ds, loaded.layout, [0, 1, 2], slice(0, 5))
+    pred = rollout(loaded.model, frames[:, :2], 3, layout=loaded.layout).states
+    expected = relative_l2_percent(pred.double(), frames[:, 2:].double())
+    assert result["rows"][0]["test_error"] == pytest.approx(expected, rel=1e-9)
+    assert f"| {expected:.2f} |" in (root / "test_error" / "ns_long_horizon.md").read_text()
+    with pytest.raises(ValueError, match="test_steps: 9 steps after 2 input frames need 11"):
+        long_horizon.run({"GRepsFNO": ckpts["GRepsFNO"]}, test, n_steps=2, horizons=[2],
+                         n_samples=1, out_dir=root / "bad", test_steps=9)

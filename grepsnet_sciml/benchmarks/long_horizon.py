@@ -44,7 +44,7 @@ def _at(values: np.ndarray, step: int) -> float:
 
 def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
         out_dir: Path = Path("benchmarks/results"), threads: int = 1,
-        stem: str = "ns_long_horizon", energy_budget=()) -> dict:
+        stem: str = "ns_long_horizon", energy_budget=(), test_steps: int = 0) -> dict:
     """Roll every checkpoint out beside the solver and write the tables and the figure.
 
     Parameters
@@ -69,6 +69,11 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
         Display names of ``checkpoints`` rolled out with the energy-budget head put on
         (:func:`~grepsnet_sciml.solvers.experiment.load_model` ``energy_budget=True``); the
         others as trained.
+    test_steps : int
+        When positive, each model is also rolled out ``test_steps`` steps from every
+        trajectory of ``data`` and scored against the stored frames by the NS bench's
+        headline metric (:func:`~grepsnet_sciml.benchmarks.ns.relative_l2_percent`, G-FNO's
+        test error in %): ``test_error`` in each row.
 
     Returns
     -------
@@ -111,6 +116,8 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
                              f"frames, the first takes {t_in}; expected the same")
         predictions[name] = rollout(model.model, frames, n_steps, layout=model.layout,
                                     step_time=step_time).states
+    test_errors = {name: _test_error(model, ds, t_in, test_steps)
+                   for name, model in loaded.items()} if test_steps > 0 else {}
     times = step_time * np.arange(1, n_steps + 1)
     ev = evaluate_fields(predictions, truth, times=times,
                          spectrum_times=[h - 1 for h in horizons])
@@ -123,6 +130,7 @@ def run(checkpoints: dict, data, n_steps: int, horizons, n_samples: int = 16,
             rows.append({
                 "model": name, "checkpoint": os.fspath(checkpoints[name]), "horizon": h,
                 "energy_budget": loaded[name].model.head is not None,
+                **({"test_error": test_errors[name]} if name in test_errors else {}),
                 "blow_ups": int(np.sum(blow <= times[h - 1])),
                 "energy_in_band": _at(m.energy_in_band.values, h),
                 "enstrophy_in_band": _at(m.enstrophy_in_band.values, h),
@@ -160,6 +168,20 @@ def _in_band(values: np.ndarray, band: np.ndarray) -> float:
     return float(np.mean((values >= band[0]) & (values <= band[-1])))
 
 
+def _test_error(loaded, ds, t_in: int, steps: int) -> float:
+    """G-FNO's test error (%) of ``steps`` rollout steps from every trajectory of ``ds``."""
+    from grepsnet_sciml.benchmarks.ns import relative_l2_percent
+    from grepsnet_sciml.solvers.data import field_trajectories
+    from grepsnet_sciml.solvers.rollout import rollout
+
+    if ds.sizes["time"] < t_in + steps:
+        raise ValueError(f"test_steps: {steps} steps after {t_in} input frames need "
+                         f"{t_in + steps} frames; the data hold {ds.sizes['time']}")
+    frames = field_trajectories(ds, loaded.layout, times=slice(0, t_in + steps))
+    pred = rollout(loaded.model, frames[:, :t_in], steps, layout=loaded.layout).states
+    return relative_l2_percent(pred.double(), frames[:, t_in:].double())
+
+
 def _steps_in_band(values: np.ndarray, band: np.ndarray) -> float:
     """Fraction of the steps at which the mean over samples of ``values (sample, step)`` is
     inside ``band``."""
@@ -170,8 +192,8 @@ def format_table(result: dict) -> str:
     """Markdown table of :func:`run`'s rows."""
     lines = ["| model | steps | blow-ups | energy in band (solver) | enstrophy in band | "
              "worst spectrum ratio | rel. L2 | energy (solver) | correlation time | "
-             "steps with mean energy, enstrophy in band (solver) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "steps with mean energy, enstrophy in band (solver) | test % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(
             f"| {r['model']} | {r['horizon']} | {r['blow_ups']}/{result['n_samples']} | "
@@ -180,5 +202,6 @@ def format_table(result: dict) -> str:
             f"{r['rel_l2']:.2f} | {r['energy_mean']:.4f} ({r['energy_mean_true']:.4f}) | "
             f"{r['correlation_time']:.1f} | {r['energy_steps_in_band']:.2f}, "
             f"{r['enstrophy_steps_in_band']:.2f} ({r['solver_energy_steps_in_band']:.2f}, "
-            f"{r['solver_enstrophy_steps_in_band']:.2f}) |")
+            f"{r['solver_enstrophy_steps_in_band']:.2f}) | "
+            f"{format(r['test_error'], '.2f') if 'test_error' in r else '-'} |")
     return "\n".join(lines) + "\n"
