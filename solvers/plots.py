@@ -126,6 +126,13 @@ def plot_energy_drift(ev, path: str, horizon: int | None = None) -> str:
     return _save(fig, path, data)
 
 
+def model_style(k: int) -> dict:
+    """Line style of the ``k``-th model: the ten default colours solid, then dashed, dotted
+    and dash-dotted, so up to 40 models are told apart."""
+    dash = ("-", "--", ":", "-.")[(k // 10) % 4]
+    return {"color": f"C{k % 10}", "ls": dash, "marker": "." if dash == "-" else None}
+
+
 def _solver_and_models(ax, ev, var: str, floor: float | None = None) -> dict:
     """Plot the sample means of ``{var}_true`` (the solver, black) and of ``var`` per model
     against time, clamped below at ``floor`` for log scales; returns the plotted values."""
@@ -136,9 +143,9 @@ def _solver_and_models(ax, ev, var: str, floor: float | None = None) -> dict:
     solver = ev[f"{var}_true"].mean("sample").values
     ax.plot(times, shown(solver), "k-", marker=".", label="solver")
     out = {"solver": solver, "models": {}}
-    for model in ev.model.values:
+    for k, model in enumerate(ev.model.values):
         curve = ev[var].sel(model=model).mean("sample").values
-        ax.plot(times, shown(curve), marker=".", label=str(model))
+        ax.plot(times, shown(curve), label=str(model), **model_style(k))
         out["models"][str(model)] = curve
     return out
 

@@ -457,3 +457,30 @@ def test_plots_write_png_and_json(tmp_path):
                              initial=(x[:, 0], v[:, 0]))
     plot_trajectories(evp, str(tmp_path / "traj"))
     assert (tmp_path / "traj.png").exists() and (tmp_path / "traj.json").exists()
+
+
+def test_band_plot_tells_a_dozen_models_apart(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from grepsnet_sciml.solvers import plots
+
+    styles = {(s["color"], s["ls"]) for s in map(plots.model_style, range(40))}
+    assert len(styles) == 40
+    gen = torch.Generator().manual_seed(0)
+    truth = torch.randn(2, 6, 1, 12, 12, generator=gen, dtype=torch.float64)
+    preds = {f"m{k}": truth * (1 + 0.1 * k) for k in range(12)}
+    ev = evaluate_fields(preds, truth, times=np.arange(1.0, 7.0), spectrum_times=[5])
+    drawn = []
+    original = plt.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append((kwargs.get("label"), kwargs.get("color"), kwargs.get("ls")))
+        return original(self, *args, **kwargs)
+
+    plt.Axes.plot = spy
+    try:
+        plots.plot_field_band(ev, str(tmp_path / "band"))
+    finally:
+        plt.Axes.plot = original
+    models = [(c, s) for label, c, s in drawn if label and label.startswith("m")]
+    assert len(models) == 24 and len(set(models)) == 12  # two panels, twelve styles
