@@ -25,6 +25,7 @@ __all__ = [
     "FORCINGS",
     "forcing_field",
     "gaussian_random_field",
+    "scaled_forcing_field",
     "grid_coordinates",
     "sample_generator",
     "wavenumbers",
@@ -55,6 +56,11 @@ def forcing_field(name: str, n: int, dtype: torch.dtype = torch.float64) -> torc
     else:
         raise ValueError(f"forcing: unknown forcing {name!r}; expected one of {list(FORCINGS)}")
     return f.to(dtype)
+
+
+def scaled_forcing_field(name: str, n: int, amplitude: float) -> torch.Tensor:
+    """:func:`forcing_field` with amplitude ``amplitude`` instead of 0.1, ``(n, n)`` float64."""
+    return forcing_field(name, n) * (amplitude / 0.1)
 
 
 def wavenumbers(n: int, nyquist: str = "negative") -> tuple[torch.Tensor, torch.Tensor]:

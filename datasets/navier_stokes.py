@@ -58,7 +58,12 @@ from grepsnet_sciml.groups import C1, D2, D4
 
 from ._environment import generation_threads
 from ._ns_solver import SCHEMES, NavierStokes2D, default_dt, record_count
-from ._ns_spectral import FORCINGS, forcing_field, gaussian_random_field, grid_coordinates
+from ._ns_spectral import (
+    FORCINGS,
+    gaussian_random_field,
+    grid_coordinates,
+    scaled_forcing_field,
+)
 from ._progress import report
 from .contract import DatasetSpec, group_elements
 
@@ -532,8 +537,7 @@ def _simulate(config, forcing_array, n_samples, seed, first_sample, initial_cond
     stride = size // stored
     forcing = forcing_array if forcing_array is not None else config.forcing
     if config.forcing in FORCINGS and config.forcing_amplitude != FORCING_AMPLITUDE:
-        forcing = forcing_field(config.forcing, size) * (
-            config.forcing_amplitude / FORCING_AMPLITUDE)
+        forcing = scaled_forcing_field(config.forcing, size, config.forcing_amplitude)
     solver = NavierStokes2D(
         size, config.viscosity, forcing,
         scheme=config.scheme, dt=config.time_step, cfl=config.cfl, cfl_max=config.cfl_max,

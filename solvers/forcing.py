@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from grepsnet_sciml.datasets._ns_spectral import FORCINGS, forcing_field
+from grepsnet_sciml.datasets._ns_spectral import FORCINGS, scaled_forcing_field
 from grepsnet_sciml.datasets.navier_stokes import FORCING_AMPLITUDE
 from grepsnet_sciml.reps import Reps
 
@@ -102,7 +102,7 @@ class ForcingInput(nn.Module):
 
     def field(self, n: int, dtype: torch.dtype, device) -> torch.Tensor:
         """The forcing on the ``n x n`` grid, ``(1, 1, n, n)``."""
-        f = forcing_field(self.forcing, n) * (self.amplitude / FORCING_AMPLITUDE)
+        f = scaled_forcing_field(self.forcing, n, self.amplitude)
         return f.to(dtype=dtype, device=device)[None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ import math
 import torch
 from torch import nn
 
-from grepsnet_sciml.datasets._ns_spectral import FORCINGS, forcing_field
+from grepsnet_sciml.datasets._ns_spectral import FORCINGS, scaled_forcing_field
 from grepsnet_sciml.datasets.navier_stokes import FORCING_AMPLITUDE
 
 __all__ = ["EnergyBudget", "energy_budget_terms"]
@@ -145,8 +145,8 @@ class EnergyBudget(nn.Module):
         """The forcing on the ``n x n`` grid, ``(n, n)``, or None."""
         if self.forcing is None:
             return None
-        f = forcing_field(self.forcing, n) * (self.amplitude / FORCING_AMPLITUDE)
-        return f.to(dtype=dtype, device=device)
+        return scaled_forcing_field(self.forcing, n, self.amplitude).to(dtype=dtype,
+                                                                        device=device)
 
     def _terms(self, w: torch.Tensor):
         return energy_budget_terms(w, self.field(w.shape[-1], w.dtype, w.device),
