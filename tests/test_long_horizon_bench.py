@@ -62,6 +62,10 @@ def test_measures_match_evaluate_fields_at_each_horizon(trained):
     assert row["spectrum_ratio"] == pytest.approx(shells.tolist(), rel=1e-6)
     assert max(max(r, 1 / r) for r in row["spectrum_ratio"]) == pytest.approx(
         row["spectrum_ratio_worst"], rel=1e-6)
+    assert row["solver_spectrum_ratio_worst_split"] == pytest.approx(
+        float(ev.spectrum_ratio_worst_split.values[1]), rel=1e-6)
+    assert row["solver_spectrum_ratio_worst_split"] == result["rows"][1][
+        "solver_spectrum_ratio_worst_split"]  # the solver's, the same for every model
     assert row["energy_mean_true"] == pytest.approx(float(ev.energy_true.values[:, 7].mean()),
                                                     rel=1e-6)
     assert row["blow_ups"] == 0 and 0 <= row["energy_in_band"] <= 1

@@ -46,6 +46,26 @@ def test_one_shell_off_is_the_worst_ratio():
     assert torch.allclose(energy_spectrum(p[:, :, 0])[..., 2], energy_spectrum(y[:, :, 0])[..., 2])
 
 
+def test_split_floor_compares_the_two_halves_of_the_solver_samples():
+    y = _fields(s=4, n=16)
+    w_hat = torch.fft.fft2(y)
+    kx = torch.fft.fftfreq(16, d=1 / 16)
+    shell = (kx[:, None] ** 2 + kx[None, :] ** 2).sqrt().round() == 2
+    w_hat[2:, ..., shell] *= 3.0  # second half: shell 2 holds 9x the first half's energy
+    y = torch.cat([y[:2], torch.fft.ifft2(w_hat[2:]).real])
+    ev = evaluate_fields({"same": y.clone()}, y, spectrum_times=[0, 7])
+    first, second = (energy_spectrum(y[:2, [0, 7], 0]).mean(0),
+                     energy_spectrum(y[2:, [0, 7], 0]).mean(0))
+    ratio = (first / second)[:, 1 : 16 // 3 + 1]
+    expected = torch.exp2(ratio.log2().abs().max(-1).values)
+    assert np.allclose(ev.spectrum_ratio_worst_split.values, expected.numpy(), rtol=1e-12)
+    assert (ev.spectrum_ratio_worst_split.values > 3.0).all()  # shell 2: 9x, up to sampling
+    assert np.isnan(evaluate_fields({"same": y[:1]}, y[:1]).spectrum_ratio_worst_split).all()
+    identical = torch.cat([y[:2], y[:2]])
+    assert np.allclose(evaluate_fields({"same": identical}, identical)
+                       .spectrum_ratio_worst_split, 1.0, atol=1e-12)
+
+
 def test_stationary_band_uses_the_second_half_and_counts_samples_inside():
     values = torch.cat([torch.full((4, 5), 100.0), torch.arange(20.0).reshape(4, 5)], 1)
     band = stationary_band(values)
