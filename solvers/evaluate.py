@@ -233,12 +233,12 @@ def evaluate_fields(predictions: Mapping[str, torch.Tensor], truth: torch.Tensor
         metrics["spectrum"].append(energy_spectrum(p[:, spectrum_times, 0]).mean(0))
         metrics["snapshot"].append(p[0, snapshot_times, 0].double())
     e_true, z_true = field_energy(truth[:, :, 0])
-    spectrum_true = energy_spectrum(truth[:, spectrum_times, 0]).mean(0)
+    true_spectra = energy_spectrum(truth[:, spectrum_times, 0])
+    spectrum_true = true_spectra.mean(0)
     ratios = np.stack([_spectrum_ratio(m, spectrum_true, truth.shape[-1])
                        for m in metrics["spectrum"]])
     worst = _worst_ratio(ratios)
     half = s // 2
-    true_spectra = energy_spectrum(truth[:, spectrum_times, 0])
     split = (_worst_ratio(_spectrum_ratio(true_spectra[:half].mean(0),
                                           true_spectra[half:].mean(0), truth.shape[-1]))
              if half else np.full(len(spectrum_times), np.nan))
